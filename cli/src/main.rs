@@ -1,0 +1,124 @@
+//! `csvflow`: run a pipeline on local files, run the local event-source runner against
+//! LocalStack, replay S3 objects through the ingest handler, and read windows back.
+
+mod aws_commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use csvflow_core::{OutputFormat, RunOptions};
+
+#[derive(Parser)]
+#[command(name = "csvflow", version, about = "Windowed analytics for CSV files landing in S3")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Csv,
+    Json,
+}
+
+impl From<Format> for OutputFormat {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Csv => OutputFormat::Csv,
+            Format::Json => OutputFormat::Json,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a pipeline on local files (no AWS) and print its windows.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        #[arg(long)]
+        pipeline: String,
+        /// Which aggregate to print; may be left out when the pipeline has one.
+        #[arg(long)]
+        aggregate: Option<String>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: Format,
+        /// Write bad rows here as JSON lines.
+        #[arg(long)]
+        quarantine: Option<PathBuf>,
+        /// Input files, in order; `-` is stdin.
+        #[arg(required = true)]
+        inputs: Vec<String>,
+    },
+    /// Play Lambda's SQS event source mapping locally: poll the ingest queue and run the
+    /// ingest handler in-process for every S3 notification. Settings come from the
+    /// environment (see `localstack/lambda-env`).
+    Local {
+        /// The queue S3 notifications land in.
+        #[arg(long, env = "INGEST_QUEUE_URL")]
+        queue_url: String,
+        /// Stop after the queue has been empty this many seconds (default: run forever).
+        #[arg(long)]
+        exit_when_idle: Option<u64>,
+    },
+    /// Run the ingest handler on S3 objects exactly as the Lambda would (replay, backfill).
+    Ingest {
+        /// Objects as s3://BUCKET/KEY.
+        objects: Vec<String>,
+        /// Replay every object under s3://BUCKET/PREFIX.
+        #[arg(long)]
+        prefix: Option<String>,
+    },
+    /// Read windows back from DynamoDB, in the same format as `csvflow run`.
+    Windows {
+        #[arg(long)]
+        pipeline: String,
+        #[arg(long)]
+        aggregate: Option<String>,
+        /// Only this group key (comma-separated values for several group-by columns).
+        #[arg(long)]
+        key: Option<String>,
+        /// Only windows starting at or after this RFC3339 time.
+        #[arg(long)]
+        from: Option<String>,
+        /// Only windows starting before this RFC3339 time.
+        #[arg(long)]
+        to: Option<String>,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: Format,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            pipeline,
+            aggregate,
+            format,
+            quarantine,
+            inputs,
+        } => {
+            let options = RunOptions {
+                config_path: config,
+                pipeline,
+                aggregate,
+                format: format.into(),
+                quarantine,
+                inputs,
+            };
+            csvflow_core::run(&options, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())
+                .map_err(|e| e.to_string())
+        }
+        other => aws_commands::run(other),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("csvflow: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

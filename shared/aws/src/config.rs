@@ -1,0 +1,143 @@
+//! Settings read once at start-up (from the environment in Lambda, from flags or the
+//! deployed stack's outputs in the CLI), and the wiring of adapters into the ingest
+//! service. A missing setting or a bad pipeline definition fails here, in one line.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use csvflow_core::{Catalog, DefinitionError};
+
+use crate::dynamo::{DynamoStore, StoreConfig};
+use crate::ingest::Ingest;
+use crate::s3::{S3Objects, S3Quarantine};
+use crate::sqs::SqsDeadLetters;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+    #[error("cannot read pipeline definitions from {uri}: {reason}")]
+    Pipelines { uri: String, reason: String },
+    #[error("{uri}: {source}")]
+    Definition {
+        uri: String,
+        #[source]
+        source: DefinitionError,
+    },
+}
+
+/// Everything the ingest service needs to know about its environment.
+#[derive(Clone, Debug)]
+pub struct IngestSettings {
+    pub windows_table: String,
+    pub ledger_table: String,
+    pub output_bucket: String,
+    pub dead_letter_queue_url: String,
+    /// `s3://bucket/key` or a local path of the pipelines TOML.
+    pub pipelines_uri: String,
+    pub retention: Duration,
+    pub max_attempts: u32,
+}
+
+impl IngestSettings {
+    /// Reads `WINDOWS_TABLE`, `LEDGER_TABLE`, `OUTPUT_BUCKET`, `DEAD_LETTER_QUEUE_URL`,
+    /// `PIPELINES_URI`, and optionally `RETENTION_DAYS` (35) and `MAX_ATTEMPTS` (3).
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match std::env::var(name) {
+                Err(_) => Ok(default),
+                Ok(v) => v.parse().map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: format!("{v:?} is not a whole number"),
+                }),
+            }
+        };
+        Ok(Self {
+            windows_table: var("WINDOWS_TABLE")?,
+            ledger_table: var("LEDGER_TABLE")?,
+            output_bucket: var("OUTPUT_BUCKET")?,
+            dead_letter_queue_url: var("DEAD_LETTER_QUEUE_URL")?,
+            pipelines_uri: var("PIPELINES_URI")?,
+            retention: Duration::from_secs(number("RETENTION_DAYS", 35)? * 86_400),
+            max_attempts: number("MAX_ATTEMPTS", 3)? as u32,
+        })
+    }
+
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            windows_table: self.windows_table.clone(),
+            ledger_table: self.ledger_table.clone(),
+            retention: self.retention,
+        }
+    }
+}
+
+/// Loads and validates the pipeline catalog from S3 or a local file.
+pub async fn load_catalog(s3: &aws_sdk_s3::Client, uri: &str) -> Result<Catalog, ConfigError> {
+    let failed = |reason: String| ConfigError::Pipelines {
+        uri: uri.to_owned(),
+        reason,
+    };
+    let text = match uri.strip_prefix("s3://") {
+        Some(rest) => {
+            let (bucket, key) = rest
+                .split_once('/')
+                .ok_or_else(|| failed("expected s3://bucket/key".into()))?;
+            let object = s3
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .map_err(|e| failed(aws_sdk_s3::Error::from(e).to_string()))?;
+            let bytes = object
+                .body
+                .collect()
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .into_bytes();
+            String::from_utf8(bytes.to_vec()).map_err(|e| failed(e.to_string()))?
+        }
+        None => std::fs::read_to_string(uri).map_err(|e| failed(e.to_string()))?,
+    };
+    Catalog::from_toml(&text).map_err(|source| ConfigError::Definition {
+        uri: uri.to_owned(),
+        source,
+    })
+}
+
+/// The ingest service wired to real AWS adapters.
+pub type AwsIngest = Ingest<S3Objects, DynamoStore, S3Quarantine, SqsDeadLetters>;
+
+/// Builds the ingest service from an SDK configuration (pointing at AWS or LocalStack).
+pub async fn build_ingest(sdk: &aws_config::SdkConfig, settings: &IngestSettings) -> Result<AwsIngest, ConfigError> {
+    let s3 = s3_client(sdk);
+    let catalog = Arc::new(load_catalog(&s3, &settings.pipelines_uri).await?);
+    Ok(Ingest::new(
+        catalog,
+        S3Objects::new(s3.clone()),
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.store_config()),
+        S3Quarantine::new(s3, settings.output_bucket.clone()),
+        SqsDeadLetters::new(aws_sdk_sqs::Client::new(sdk), settings.dead_letter_queue_url.clone()),
+        settings.max_attempts,
+    ))
+}
+
+/// An S3 client; path-style addressing when a custom endpoint (LocalStack) is set.
+pub fn s3_client(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
+    let config = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .build();
+    aws_sdk_s3::Client::from_conf(config)
+}
+
+/// Loads the SDK configuration with retries suited to bursty DynamoDB commits.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(8))
+        .load()
+        .await
+}

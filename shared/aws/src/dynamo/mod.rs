@@ -1,0 +1,683 @@
+//! The DynamoDB window store: commits a file's window partials exactly once.
+//!
+//! A file's cells are cut into deterministic chunks (same file, same chunks). Each chunk
+//! is one `TransactWriteItems`: the merged window items, each conditioned on the
+//! version read (optimistic concurrency, so concurrent files never lose an update), plus
+//! a ledger item `chunk#N` conditioned on not existing. A re-delivered file, a retry
+//! after a crash, or a concurrent duplicate finds its committed chunks in the ledger
+//! and skips them, so every row counts exactly once. Writes scale with cells, not rows.
+
+pub mod items;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem,
+};
+use aws_sdk_dynamodb::Client;
+use csvflow_core::ports::{CommitOutcome, FileClaim, ObjectRef, WindowStore};
+use csvflow_core::{merge_sessions, Aggregate, CellChange, CellKey, CellState, FileReport, Pipeline};
+
+use items::{Item, StoredWindow, WindowItem};
+
+/// Most window writes in one transaction (DynamoDB allows 100 actions; one is the ledger).
+const CHUNK_WRITES: usize = 99;
+/// Session cells may absorb stored sessions (deletes), so their chunks hold fewer cells.
+const SESSION_CHUNK_CELLS: usize = 33;
+/// Attempts per chunk when concurrent writers keep winning the race.
+const CHUNK_ATTEMPTS: u32 = 12;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DynamoDB {operation} on {table} failed: {source}")]
+    Dynamo {
+        operation: &'static str,
+        table: String,
+        #[source]
+        source: Box<aws_sdk_dynamodb::Error>,
+    },
+    #[error(transparent)]
+    Corrupt(#[from] items::CorruptItem),
+    #[error("cannot build a DynamoDB request: {0}")]
+    Build(#[from] aws_sdk_dynamodb::error::BuildError),
+    #[error("cannot encode window state: {0}")]
+    Encode(#[from] serde_json::Error),
+    #[error("aggregate {aggregate:?} is not in pipeline {pipeline:?}")]
+    UnknownAggregate { pipeline: String, aggregate: String },
+    #[error("chunk {chunk} of {file} lost the race {attempts} times (contention or throttling); retry the file")]
+    Contention {
+        file: String,
+        chunk: usize,
+        attempts: u32,
+    },
+    #[error("chunk {chunk} of {file} needs {writes} writes, more than one transaction holds")]
+    ChunkTooLarge {
+        file: String,
+        chunk: usize,
+        writes: usize,
+    },
+}
+
+/// Table names and retention, read once from the environment by the binaries.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub windows_table: String,
+    pub ledger_table: String,
+    /// Windows expire (TTL) this long after they end.
+    pub retention: Duration,
+}
+
+/// [`WindowStore`] over the windows and ledger tables.
+#[derive(Clone)]
+pub struct DynamoStore {
+    client: Client,
+    config: StoreConfig,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, config: StoreConfig) -> Self {
+        Self { client, config }
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    fn dynamo_error<E>(&self, operation: &'static str, table: &str) -> impl FnOnce(E) -> StoreError
+    where
+        E: Into<aws_sdk_dynamodb::Error>,
+    {
+        let table = table.to_owned();
+        move |e| StoreError::Dynamo {
+            operation,
+            table,
+            source: Box::new(e.into()),
+        }
+    }
+
+    async fn get_ledger(&self, pk: &str, sk: &str) -> Result<Option<Item>, StoreError> {
+        let table = &self.config.ledger_table;
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .key("pk", items::s(pk))
+            .key("sk", items::s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(self.dynamo_error("GetItem", table))?;
+        Ok(out.item)
+    }
+
+    /// Reads an aggregate's stored windows: one group's when `group` is given (a Query),
+    /// otherwise all of them (a Scan filtered on the aggregate; for tools, not hot paths).
+    pub async fn windows(&self, pipeline: &str, aggregate: &str, group: Option<&[String]>) -> Result<Vec<StoredWindow>, StoreError> {
+        let table = &self.config.windows_table;
+        let mut found = Vec::new();
+        match group {
+            Some(group) => {
+                let mut pages = self
+                    .client
+                    .query()
+                    .table_name(table)
+                    .key_condition_expression("pk = :pk")
+                    .expression_attribute_values(":pk", items::s(items::window_pk(pipeline, aggregate, group)))
+                    .consistent_read(true)
+                    .into_paginator()
+                    .items()
+                    .send();
+                while let Some(item) = pages.next().await {
+                    found.push(items::read_window(&item.map_err(self.dynamo_error("Query", table))?)?);
+                }
+            }
+            None => {
+                let mut pages = self
+                    .client
+                    .scan()
+                    .table_name(table)
+                    .filter_expression("agg = :agg")
+                    .expression_attribute_values(":agg", items::s(items::aggregate_tag(pipeline, aggregate)))
+                    .consistent_read(true)
+                    .into_paginator()
+                    .items()
+                    .send();
+                while let Some(item) = pages.next().await {
+                    found.push(items::read_window(&item.map_err(self.dynamo_error("Scan", table))?)?);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The pipeline's watermark: max event time seen minus the allowed lateness.
+    pub async fn watermark_ms(&self, pipeline: &Pipeline) -> Result<Option<i64>, StoreError> {
+        let item = self.get_ledger(&items::watermark_pk(pipeline.name()), "watermark").await?;
+        Ok(item
+            .as_ref()
+            .and_then(|i| i.get("max_event_ms"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .map(|max| max.saturating_sub(pipeline.allowed_lateness_ms())))
+    }
+
+    async fn committed_chunks(&self, file_pk: &str) -> Result<Vec<usize>, StoreError> {
+        let table = &self.config.ledger_table;
+        let mut done = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :chunk)")
+            .expression_attribute_values(":pk", items::s(file_pk))
+            .expression_attribute_values(":chunk", items::s("chunk#"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(self.dynamo_error("Query", table))?;
+            if let Some(index) = item
+                .get("sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|sk| sk.strip_prefix("chunk#"))
+                .and_then(|i| i.parse().ok())
+            {
+                done.push(index);
+            }
+        }
+        Ok(done)
+    }
+
+    /// Reads the stored windows a chunk touches: exact cells by key, and for session
+    /// aggregates every stored session of the group that could touch the new ones.
+    async fn load(&self, pipeline: &Pipeline, cells: &[(&CellKey, &CellState)]) -> Result<BTreeMap<(String, String), StoredWindow>, StoreError> {
+        let mut loaded = BTreeMap::new();
+        let mut exact: Vec<Item> = Vec::new();
+        for (key, _) in cells {
+            let aggregate = aggregate_of(pipeline, &key.aggregate)?;
+            let pk = items::window_pk(pipeline.name(), &key.aggregate, &key.group);
+            match aggregate.session_gap_ms() {
+                Some(gap) => {
+                    for stored in self.sessions_near(&pk, key.start_ms - gap, key.end_ms + gap).await? {
+                        loaded.insert((pk.clone(), items::window_sk(stored.key.start_ms)), stored);
+                    }
+                }
+                None => exact.push(Item::from([
+                    ("pk".to_owned(), items::s(pk)),
+                    ("sk".to_owned(), items::s(items::window_sk(key.start_ms))),
+                ])),
+            }
+        }
+        let table = &self.config.windows_table;
+        for batch in exact.chunks(100) {
+            let mut wanted = Some(
+                KeysAndAttributes::builder()
+                    .set_keys(Some(batch.to_vec()))
+                    .consistent_read(true)
+                    .build()?,
+            );
+            let mut attempt = 0;
+            while let Some(request) = wanted.take() {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(table, request)
+                    .send()
+                    .await
+                    .map_err(self.dynamo_error("BatchGetItem", table))?;
+                for item in out.responses.unwrap_or_default().remove(table).unwrap_or_default() {
+                    let stored = items::read_window(&item)?;
+                    let pk = items::window_pk(pipeline.name(), &stored.key.aggregate, &stored.key.group);
+                    loaded.insert((pk, items::window_sk(stored.key.start_ms)), stored);
+                }
+                wanted = out
+                    .unprocessed_keys
+                    .and_then(|mut unprocessed| unprocessed.remove(table))
+                    .filter(|k| !k.keys().is_empty());
+                if wanted.is_some() {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
+                }
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// Stored sessions of one group overlapping `[from_ms, to_ms]`. Sessions of a group
+    /// never overlap, so walking back from `to_ms` can stop at the first that ends early.
+    async fn sessions_near(&self, pk: &str, from_ms: i64, to_ms: i64) -> Result<Vec<StoredWindow>, StoreError> {
+        let table = &self.config.windows_table;
+        let mut found = Vec::new();
+        let mut pages = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk AND sk <= :to")
+            .expression_attribute_values(":pk", items::s(pk))
+            .expression_attribute_values(":to", items::s(items::window_sk(to_ms)))
+            .scan_index_forward(false)
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = pages.next().await {
+            let stored = items::read_window(&item.map_err(self.dynamo_error("Query", table))?)?;
+            if stored.key.end_ms < from_ms {
+                break;
+            }
+            found.push(stored);
+        }
+        Ok(found)
+    }
+
+    /// Commits one chunk: load, merge, and write conditionally with its ledger item.
+    /// Returns `None` when the ledger shows a concurrent delivery committed it first.
+    async fn commit_chunk(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        file_pk: &str,
+        index: usize,
+        cells: &[(&CellKey, &CellState)],
+    ) -> Result<Option<(Vec<CellChange>, u64)>, StoreError> {
+        for attempt in 1..=CHUNK_ATTEMPTS {
+            let loaded = self.load(pipeline, cells).await?;
+            let plan = plan_chunk(pipeline, &loaded, cells)?;
+            let mut actions = Vec::with_capacity(plan.writes.len() + plan.deletes.len() + 1);
+            let file_uri = file.uri();
+            for change in &plan.changes {
+                let aggregate = aggregate_of(pipeline, &change.key.aggregate)?;
+                let pk = items::window_pk(pipeline.name(), &change.key.aggregate, &change.key.group);
+                let previous = loaded.get(&(pk, items::window_sk(change.key.start_ms)));
+                let item = WindowItem {
+                    pipeline,
+                    aggregate,
+                    key: &change.key,
+                    state: &change.after,
+                    version: previous.map_or(1, |p| p.version + 1),
+                    expires_at: expires_at(change.key.end_ms, self.config.retention),
+                    file: &file_uri,
+                }
+                .to_item()?;
+                actions.push(put_if_version(&self.config.windows_table, item, previous.map(|p| p.version))?);
+            }
+            for (pk, sk, version) in &plan.deletes {
+                actions.push(delete_if_version(&self.config.windows_table, pk, sk, *version)?);
+            }
+            if actions.len() > CHUNK_WRITES {
+                return Err(StoreError::ChunkTooLarge {
+                    file: file_uri,
+                    chunk: index,
+                    writes: actions.len(),
+                });
+            }
+            let writes = actions.len() as u64 + 1;
+            actions.push(ledger_chunk_put(&self.config.ledger_table, file_pk, index, cells.len())?);
+            let ledger_position = actions.len() - 1;
+            let table = &self.config.windows_table;
+            match self.client.transact_write_items().set_transact_items(Some(actions)).send().await {
+                Ok(_) => return Ok(Some((plan.changes, writes))),
+                Err(error) => {
+                    let error: aws_sdk_dynamodb::Error = error.into();
+                    match classify_cancellation(&error, ledger_position) {
+                        Cancellation::AlreadyCommitted => return Ok(None),
+                        Cancellation::Retry => {
+                            tracing::debug!(chunk = index, attempt, file = %file_uri, "chunk lost a race; retrying");
+                            tokio::time::sleep(backoff(attempt)).await;
+                        }
+                        Cancellation::Fatal => {
+                            return Err(StoreError::Dynamo {
+                                operation: "TransactWriteItems",
+                                table: table.clone(),
+                                source: Box::new(error),
+                            })
+                        }
+                    }
+                }
+            }
+        }
+        Err(StoreError::Contention {
+            file: file.uri(),
+            chunk: index,
+            attempts: CHUNK_ATTEMPTS,
+        })
+    }
+
+    /// Raises the pipeline's max event time (never lowers it).
+    async fn advance_watermark(&self, pipeline: &Pipeline, max_event_ms: i64) -> Result<(), StoreError> {
+        let table = &self.config.ledger_table;
+        let result = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key("pk", items::s(items::watermark_pk(pipeline.name())))
+            .key("sk", items::s("watermark"))
+            .update_expression("SET max_event_ms = :m")
+            .condition_expression("attribute_not_exists(max_event_ms) OR max_event_ms < :m")
+            .expression_attribute_values(":m", items::n(max_event_ms))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(self.dynamo_error("UpdateItem", table)(e)),
+        }
+    }
+
+    async fn set_file_status(&self, file_pk: &str, status: &str, extra: &[(&str, AttributeValue)]) -> Result<(), StoreError> {
+        let table = &self.config.ledger_table;
+        let mut expression = String::from("SET #status = :status, finished_at = :now");
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(table)
+            .key("pk", items::s(file_pk))
+            .key("sk", items::s("file"))
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":status", items::s(status))
+            .expression_attribute_values(":now", items::n(now_ms()));
+        for (name, value) in extra {
+            expression.push_str(&format!(", {name} = :{name}"));
+            request = request.expression_attribute_values(format!(":{name}"), value.clone());
+        }
+        request
+            .update_expression(expression)
+            .send()
+            .await
+            .map_err(self.dynamo_error("UpdateItem", table))?;
+        Ok(())
+    }
+}
+
+impl WindowStore for DynamoStore {
+    type Error = StoreError;
+
+    async fn claim(&self, pipeline: &Pipeline, file: &ObjectRef) -> Result<FileClaim, StoreError> {
+        let file_pk = items::file_pk(pipeline.name(), file);
+        if let Some(record) = self.get_ledger(&file_pk, "file").await? {
+            return Ok(claim_from_record(&record));
+        }
+        let watermark = self.watermark_ms(pipeline).await?;
+        let table = &self.config.ledger_table;
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(table)
+            .item("pk", items::s(&file_pk))
+            .item("sk", items::s("file"))
+            .item("status", items::s("started"))
+            .item("file", items::s(file.uri()))
+            .item("started_at", items::n(now_ms()))
+            .item("expires_at", items::n(expires_at(now_ms(), LEDGER_RETENTION)))
+            .condition_expression("attribute_not_exists(pk)");
+        if let Some(w) = watermark {
+            put = put.item("watermark_ms", items::n(w));
+        }
+        if let Some(sequencer) = &file.sequencer {
+            put = put.item("sequencer", items::s(sequencer));
+        }
+        match put.send().await {
+            Ok(_) => Ok(FileClaim::Process { watermark_ms: watermark }),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                // A concurrent delivery claimed it first: use the watermark it fixed.
+                let record = self.get_ledger(&file_pk, "file").await?.unwrap_or_default();
+                Ok(claim_from_record(&record))
+            }
+            Err(e) => Err(self.dynamo_error("PutItem", table)(e)),
+        }
+    }
+
+    async fn commit(&self, pipeline: &Pipeline, file: &ObjectRef, report: &FileReport) -> Result<CommitOutcome, StoreError> {
+        let file_pk = items::file_pk(pipeline.name(), file);
+        let chunks = plan_chunks(pipeline, report)?;
+        let done = self.committed_chunks(&file_pk).await?;
+        let mut outcome = CommitOutcome::default();
+        for (index, cells) in chunks.iter().enumerate() {
+            if done.contains(&index) {
+                outcome.chunks_already_done += 1;
+                continue;
+            }
+            match self.commit_chunk(pipeline, file, &file_pk, index, cells).await? {
+                Some((changes, writes)) => {
+                    outcome.changes.extend(changes);
+                    outcome.writes += writes;
+                }
+                None => outcome.chunks_already_done += 1,
+            }
+        }
+        if let Some(max) = report.max_event_ms {
+            self.advance_watermark(pipeline, max).await?;
+        }
+        self.set_file_status(
+            &file_pk,
+            "done",
+            &[
+                ("chunks", items::n(chunks.len())),
+                ("cells", items::n(report.stats.cells)),
+                ("rows", items::n(report.stats.rows)),
+                ("bad", items::n(report.stats.bad)),
+                ("late", items::n(report.stats.late)),
+            ],
+        )
+        .await?;
+        outcome.writes += 2;
+        Ok(outcome)
+    }
+
+    async fn mark_failed(&self, pipeline: &Pipeline, file: &ObjectRef, reason: &str) -> Result<(), StoreError> {
+        let file_pk = items::file_pk(pipeline.name(), file);
+        self.set_file_status(&file_pk, "failed", &[("reason", items::s(reason)), ("file", items::s(file.uri()))])
+            .await
+    }
+}
+
+/// How long file records stay in the ledger: longer than S3/SQS can re-deliver.
+const LEDGER_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
+
+fn claim_from_record(record: &Item) -> FileClaim {
+    if record.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("done") {
+        return FileClaim::Done;
+    }
+    FileClaim::Process {
+        watermark_ms: record
+            .get("watermark_ms")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse().ok()),
+    }
+}
+
+fn aggregate_of<'p>(pipeline: &'p Pipeline, name: &str) -> Result<&'p Aggregate, StoreError> {
+    pipeline.aggregate(name).ok_or_else(|| StoreError::UnknownAggregate {
+        pipeline: pipeline.name().to_owned(),
+        aggregate: name.to_owned(),
+    })
+}
+
+type ChunkCells<'r> = Vec<(&'r CellKey, &'r CellState)>;
+
+/// Cuts a file's cells into deterministic chunks: the same file always gives the same
+/// chunks, which is what lets the ledger recognise a chunk on a retry. Cells of one
+/// session group stay in one chunk so their merges see each other.
+fn plan_chunks<'r>(pipeline: &Pipeline, report: &'r FileReport) -> Result<Vec<ChunkCells<'r>>, StoreError> {
+    let mut chunks: Vec<ChunkCells<'r>> = Vec::new();
+    let mut current: ChunkCells<'r> = Vec::new();
+    let mut previous_group: Option<(&str, &[String])> = None;
+    for (key, state) in &report.cells {
+        let session = aggregate_of(pipeline, &key.aggregate)?.is_session();
+        let limit = if session { SESSION_CHUNK_CELLS } else { CHUNK_WRITES };
+        let same_group = previous_group == Some((key.aggregate.as_str(), key.group.as_slice()));
+        if current.len() >= limit && !(session && same_group) {
+            chunks.push(std::mem::take(&mut current));
+        }
+        current.push((key, state));
+        previous_group = Some((key.aggregate.as_str(), key.group.as_slice()));
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    Ok(chunks)
+}
+
+/// The writes one chunk needs, worked out in memory from what was loaded.
+struct ChunkPlan {
+    /// Window items to put (before/after), for the transaction and for alerts.
+    changes: Vec<CellChange>,
+    /// Stored sessions absorbed into a merged one: (pk, sk, version read).
+    deletes: Vec<(String, String, u64)>,
+}
+
+type Slot = (String, String);
+
+fn plan_chunk(
+    pipeline: &Pipeline,
+    loaded: &BTreeMap<Slot, StoredWindow>,
+    cells: &[(&CellKey, &CellState)],
+) -> Result<ChunkPlan, StoreError> {
+    // The working view: the loaded windows with this chunk's partials merged in.
+    let mut view: BTreeMap<Slot, (CellKey, CellState)> = loaded
+        .iter()
+        .map(|(slot, stored)| (slot.clone(), (stored.key.clone(), stored.state.clone())))
+        .collect();
+    let mut touched: BTreeMap<Slot, Vec<CellKey>> = BTreeMap::new();
+    for (key, partial) in cells {
+        let aggregate = aggregate_of(pipeline, &key.aggregate)?;
+        let pk = items::window_pk(pipeline.name(), &key.aggregate, &key.group);
+        match aggregate.session_gap_ms() {
+            Some(gap) => {
+                let near: Vec<Slot> = view
+                    .range((pk.clone(), String::new())..)
+                    .take_while(|((p, _), _)| *p == pk)
+                    .filter(|(_, (k, _))| k.start_ms <= key.end_ms + gap && key.start_ms <= k.end_ms + gap)
+                    .map(|(slot, _)| slot.clone())
+                    .collect();
+                let mut absorbed = Vec::new();
+                let mut existing = Vec::new();
+                for slot in near {
+                    absorbed.extend(touched.remove(&slot).unwrap_or_default());
+                    if let Some(window) = view.remove(&slot) {
+                        absorbed.push(window.0.clone());
+                        existing.push(window);
+                    }
+                }
+                let (merged_key, merged) = merge_sessions(gap, existing, ((*key).clone(), (*partial).clone()));
+                let slot = (pk, items::window_sk(merged_key.start_ms));
+                absorbed.retain(|k| k.start_ms != merged_key.start_ms);
+                touched.insert(slot.clone(), absorbed);
+                view.insert(slot, (merged_key, merged));
+            }
+            None => {
+                let slot = (pk, items::window_sk(key.start_ms));
+                match view.get_mut(&slot) {
+                    Some((_, state)) => state.merge(partial),
+                    None => {
+                        view.insert(slot.clone(), ((*key).clone(), (*partial).clone()));
+                    }
+                }
+                touched.entry(slot).or_default();
+            }
+        }
+    }
+    let mut changes = Vec::with_capacity(touched.len());
+    for (slot, removed) in touched {
+        if let Some((key, after)) = view.get(&slot) {
+            let mut removed: Vec<CellKey> = removed.into_iter().filter(|k| loaded.values().any(|l| &l.key == k)).collect();
+            removed.dedup();
+            changes.push(CellChange {
+                key: key.clone(),
+                before: loaded.get(&slot).map(|stored| stored.state.clone()),
+                after: after.clone(),
+                removed,
+            });
+        }
+    }
+    let deletes = loaded
+        .iter()
+        .filter(|(slot, _)| !view.contains_key(*slot))
+        .map(|(slot, stored)| (slot.0.clone(), slot.1.clone(), stored.version))
+        .collect();
+    Ok(ChunkPlan { changes, deletes })
+}
+
+fn put_if_version(table: &str, item: Item, read_version: Option<u64>) -> Result<TransactWriteItem, StoreError> {
+    let put = Put::builder().table_name(table).set_item(Some(item));
+    let put = match read_version {
+        Some(v) => put
+            .condition_expression("version = :read")
+            .expression_attribute_values(":read", items::n(v)),
+        None => put.condition_expression("attribute_not_exists(pk)"),
+    };
+    Ok(TransactWriteItem::builder().put(put.build()?).build())
+}
+
+fn delete_if_version(table: &str, pk: &str, sk: &str, version: u64) -> Result<TransactWriteItem, StoreError> {
+    let delete = Delete::builder()
+        .table_name(table)
+        .key("pk", items::s(pk))
+        .key("sk", items::s(sk))
+        .condition_expression("version = :read")
+        .expression_attribute_values(":read", items::n(version))
+        .build()?;
+    Ok(TransactWriteItem::builder().delete(delete).build())
+}
+
+fn ledger_chunk_put(table: &str, file_pk: &str, index: usize, cells: usize) -> Result<TransactWriteItem, StoreError> {
+    let put = Put::builder()
+        .table_name(table)
+        .item("pk", items::s(file_pk))
+        .item("sk", items::s(items::chunk_sk(index)))
+        .item("cells", items::n(cells))
+        .item("committed_at", items::n(now_ms()))
+        .item("expires_at", items::n(expires_at(now_ms(), LEDGER_RETENTION)))
+        .condition_expression("attribute_not_exists(pk)")
+        .build()?;
+    Ok(TransactWriteItem::builder().put(put).build())
+}
+
+enum Cancellation {
+    /// The ledger item exists: this chunk was committed by another delivery.
+    AlreadyCommitted,
+    /// A window changed since it was read, a conflicting transaction, or throttling.
+    Retry,
+    Fatal,
+}
+
+fn classify_cancellation(error: &aws_sdk_dynamodb::Error, ledger_position: usize) -> Cancellation {
+    use aws_sdk_dynamodb::Error as E;
+    match error {
+        E::TransactionCanceledException(cancelled) => {
+            let reasons = cancelled.cancellation_reasons();
+            let code = |i: usize| reasons.get(i).and_then(|r| r.code()).unwrap_or("None");
+            if code(ledger_position) == "ConditionalCheckFailed" {
+                return Cancellation::AlreadyCommitted;
+            }
+            Cancellation::Retry
+        }
+        E::TransactionConflictException(_)
+        | E::ProvisionedThroughputExceededException(_)
+        | E::RequestLimitExceeded(_)
+        | E::ThrottlingException(_)
+        | E::InternalServerError(_) => Cancellation::Retry,
+        _ => Cancellation::Fatal,
+    }
+}
+
+/// Exponential backoff with full jitter, capped at two seconds.
+fn backoff(attempt: u32) -> Duration {
+    let cap_ms = (25u64 << attempt.min(7)).min(2_000);
+    let jitter = (now_ms() as u64).wrapping_mul(6364136223846793005).rotate_left(17) % cap_ms.max(1);
+    Duration::from_millis(jitter.max(5))
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// TTL in epoch seconds: `retention` after `end_ms`.
+fn expires_at(end_ms: i64, retention: Duration) -> i64 {
+    end_ms / 1000 + retention.as_secs() as i64
+}
+

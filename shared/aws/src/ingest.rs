@@ -1,0 +1,298 @@
+//! The ingest use case, shared by the Lambda, `csvflow local` and `csvflow ingest`:
+//! route an object to its pipeline, stream it through the engine, quarantine bad rows
+//! and commit the partials exactly once. Generic over the ports, so the same code runs
+//! against AWS, LocalStack or in-memory fakes.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use csvflow_core::ports::{
+    CommitOutcome, DeadLetterSink, FileClaim, ObjectRef, ObjectSource, QuarantineSink, WindowStore,
+};
+use csvflow_core::{process_file, Catalog, CellChange, FileInput, FileReport, Pipeline};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::events::{decode_invocation, EventError, Invocation, QueuedMessage};
+use crate::metrics;
+
+/// Why a file could not be ingested. Every variant names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{file}: {source}")]
+    Source {
+        file: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{file}: {source}")]
+    Engine {
+        file: String,
+        #[source]
+        source: csvflow_core::FileError,
+    },
+    #[error("{file}: the engine thread stopped: {source}")]
+    EngineThread {
+        file: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+    #[error("{file}: state store: {source}")]
+    Store {
+        file: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{file}: quarantine: {source}")]
+    Quarantine {
+        file: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(transparent)]
+    Event(#[from] EventError),
+    #[error("pipeline {0:?} is not in the catalog")]
+    UnknownPipeline(String),
+}
+
+/// What happened to one file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileStatus {
+    /// Processed and committed by this invocation.
+    Committed,
+    /// The ledger shows it was already committed: nothing changed.
+    Duplicate,
+    /// No pipeline's `match` glob covers the key: logged and counted, not retried.
+    Unrouted,
+}
+
+/// The per-file figures logged, returned and published as metrics.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileSummary {
+    pub file: String,
+    pub pipeline: Option<String>,
+    pub status: FileStatus,
+    pub rows: u64,
+    pub bad: u64,
+    pub late: u64,
+    pub cells: u64,
+    pub writes: u64,
+    pub bytes: u64,
+    pub millis: u64,
+    #[serde(skip)]
+    pub changes: Vec<CellChange>,
+}
+
+/// The ingest service: the catalog and one adapter per port, built once.
+pub struct Ingest<S, W, Q, D> {
+    catalog: Arc<Catalog>,
+    source: S,
+    store: W,
+    quarantine: Q,
+    dead_letters: D,
+    /// Deliveries of one SQS message before it is dead-lettered with its reason.
+    max_attempts: u32,
+}
+
+fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> Box<dyn std::error::Error + Send + Sync> {
+    Box::new(e)
+}
+
+impl<S, W, Q, D> Ingest<S, W, Q, D>
+where
+    S: ObjectSource + Sync,
+    W: WindowStore + Sync,
+    Q: QuarantineSink + Sync,
+    D: DeadLetterSink + Sync,
+{
+    pub fn new(catalog: Arc<Catalog>, source: S, store: W, quarantine: Q, dead_letters: D, max_attempts: u32) -> Self {
+        Self {
+            catalog,
+            source,
+            store,
+            quarantine,
+            dead_letters,
+            max_attempts,
+        }
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Ingests one object end to end.
+    pub async fn ingest_object(&self, object: &ObjectRef) -> Result<FileSummary, IngestError> {
+        let started = Instant::now();
+        let uri = object.uri();
+        let Some(pipeline) = self.catalog.route(&object.key) else {
+            tracing::warn!(file = %uri, "no pipeline matches this key; ignored");
+            let summary = FileSummary::empty(uri, None, FileStatus::Unrouted);
+            metrics::publish(&summary);
+            return Ok(summary);
+        };
+        let (object, reader) = self.source.open(object).await.map_err(|e| IngestError::Source {
+            file: uri.clone(),
+            source: boxed(e),
+        })?;
+        let claim = self.store.claim(pipeline, &object).await.map_err(|e| IngestError::Store {
+            file: uri.clone(),
+            source: boxed(e),
+        })?;
+        let watermark_ms = match claim {
+            FileClaim::Done => {
+                tracing::info!(file = %uri, pipeline = pipeline.name(), "already committed; duplicate delivery ignored");
+                let summary = FileSummary::empty(uri, Some(pipeline.name()), FileStatus::Duplicate);
+                metrics::publish(&summary);
+                return Ok(summary);
+            }
+            FileClaim::Process { watermark_ms } => watermark_ms,
+        };
+        let report = self.run_engine(pipeline, &uri, watermark_ms, reader).await?;
+        self.quarantine
+            .quarantine(pipeline, &object, &report.bad_rows)
+            .await
+            .map_err(|e| IngestError::Quarantine {
+                file: uri.clone(),
+                source: boxed(e),
+            })?;
+        let outcome: CommitOutcome = self.store.commit(pipeline, &object, &report).await.map_err(|e| IngestError::Store {
+            file: uri.clone(),
+            source: boxed(e),
+        })?;
+        let summary = FileSummary {
+            file: uri,
+            pipeline: Some(pipeline.name().to_owned()),
+            status: FileStatus::Committed,
+            rows: report.stats.rows,
+            bad: report.stats.bad,
+            late: report.stats.late,
+            cells: report.stats.cells,
+            writes: outcome.writes,
+            bytes: report.stats.bytes,
+            millis: started.elapsed().as_millis() as u64,
+            changes: outcome.changes,
+        };
+        tracing::info!(
+            file = %summary.file, pipeline = pipeline.name(), rows = summary.rows, bad = summary.bad,
+            late = summary.late, cells = summary.cells, writes = summary.writes, bytes = summary.bytes,
+            ms = summary.millis, chunks_already_done = outcome.chunks_already_done, "file committed"
+        );
+        metrics::publish(&summary);
+        Ok(summary)
+    }
+
+    async fn run_engine(
+        &self,
+        pipeline: &Pipeline,
+        uri: &str,
+        watermark_ms: Option<i64>,
+        reader: Box<dyn std::io::Read + Send>,
+    ) -> Result<FileReport, IngestError> {
+        let catalog = Arc::clone(&self.catalog);
+        let name = pipeline.name().to_owned();
+        let file = uri.to_owned();
+        let joined = tokio::task::spawn_blocking(move || {
+            // The pipeline was routed from this same catalog, so it is there.
+            let pipeline = catalog.pipeline(&name)?;
+            Some(process_file(pipeline, FileInput { name: &file, watermark_ms }, reader))
+        })
+        .await;
+        match joined {
+            Ok(Some(Ok(report))) => Ok(report),
+            Ok(None) => Err(IngestError::UnknownPipeline(pipeline.name().to_owned())),
+            Ok(Some(Err(source))) => Err(IngestError::Engine {
+                file: uri.to_owned(),
+                source,
+            }),
+            Err(source) => Err(IngestError::EngineThread {
+                file: uri.to_owned(),
+                source,
+            }),
+        }
+    }
+
+    /// Handles a whole Lambda invocation payload. For SQS batches the result is an
+    /// `SQSBatchResponse` listing the messages to retry; a message that failed on its
+    /// last allowed delivery is dead-lettered with its reason and not retried again.
+    pub async fn handle(&self, payload: &Value) -> Result<(Value, Vec<FileSummary>), IngestError> {
+        match decode_invocation(payload)? {
+            Invocation::Direct(objects) => {
+                let mut summaries = Vec::new();
+                for object in &objects {
+                    summaries.push(self.ingest_object(object).await?);
+                }
+                Ok((serde_json::json!({ "files": summaries }), summaries))
+            }
+            Invocation::Sqs(messages) => {
+                let mut failures = Vec::new();
+                let mut summaries = Vec::new();
+                for message in &messages {
+                    match self.handle_message(message).await {
+                        Ok(mut done) => summaries.append(&mut done),
+                        Err(()) => failures.push(serde_json::json!({ "itemIdentifier": message.message_id })),
+                    }
+                }
+                Ok((serde_json::json!({ "batchItemFailures": failures }), summaries))
+            }
+        }
+    }
+
+    /// Processes one queued message; `Err` means "deliver it again".
+    async fn handle_message(&self, message: &QueuedMessage) -> Result<Vec<FileSummary>, ()> {
+        let objects = match &message.objects {
+            Ok(objects) => objects,
+            Err(error) => {
+                // An undecodable message never gets better: park it at once.
+                self.park(message, None, &error.to_string()).await?;
+                return Ok(Vec::new());
+            }
+        };
+        let mut summaries = Vec::new();
+        for object in objects {
+            match self.ingest_object(object).await {
+                Ok(summary) => summaries.push(summary),
+                Err(error) => {
+                    let reason = error.to_string();
+                    metrics::publish_failure(&object.uri());
+                    if message.receive_count < self.max_attempts {
+                        tracing::warn!(file = %object.uri(), attempt = message.receive_count, error = %reason, "file failed; will be retried");
+                        return Err(());
+                    }
+                    if let Some(pipeline) = self.catalog.route(&object.key) {
+                        if let Err(e) = self.store.mark_failed(pipeline, object, &reason).await {
+                            tracing::error!(file = %object.uri(), error = %e, "cannot record the failure in the ledger");
+                        }
+                    }
+                    self.park(message, Some(object), &reason).await?;
+                }
+            }
+        }
+        Ok(summaries)
+    }
+
+    async fn park(&self, message: &QueuedMessage, file: Option<&ObjectRef>, reason: &str) -> Result<(), ()> {
+        tracing::error!(message_id = %message.message_id, file = file.map(|f| f.uri()).unwrap_or_default(), reason, "dead-lettering");
+        self.dead_letters.dead_letter(&message.body, file, reason).await.map_err(|e| {
+            tracing::error!(error = %e, "cannot dead-letter; leaving the message for SQS to redrive");
+        })
+    }
+}
+
+impl FileSummary {
+    fn empty(file: String, pipeline: Option<&str>, status: FileStatus) -> Self {
+        Self {
+            file,
+            pipeline: pipeline.map(str::to_owned),
+            status,
+            rows: 0,
+            bad: 0,
+            late: 0,
+            cells: 0,
+            writes: 0,
+            bytes: 0,
+            millis: 0,
+            changes: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! The csvflow engine.
+pub use cel_parser;

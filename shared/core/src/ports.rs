@@ -1,0 +1,157 @@
+//! Ports: the capabilities a driver of the engine needs from the outside world, one
+//! trait each. The engine is pure; `shared/aws` adapts S3, DynamoDB and SQS to them.
+//!
+//! Data flows: event -> [`ObjectSource`] -> rows -> window partials -> [`WindowStore`]
+//! (exactly once, guarded by the file ledger); bad rows -> [`QuarantineSink`]; files
+//! that keep failing -> [`DeadLetterSink`].
+
+use std::future::Future;
+use std::io::Read;
+
+use crate::{BadRow, CellChange, FileReport, Pipeline};
+
+/// Where a file came from, and which immutable version of it this is.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectRef {
+    pub bucket: String,
+    /// The decoded key (events carry it URL-encoded; decoders undo that).
+    pub key: String,
+    pub version_id: Option<String>,
+    pub etag: Option<String>,
+    pub sequencer: Option<String>,
+    pub size: Option<i64>,
+}
+
+impl ObjectRef {
+    pub fn new(bucket: impl Into<String>, key: impl Into<String>) -> Self {
+        Self {
+            bucket: bucket.into(),
+            key: key.into(),
+            version_id: None,
+            etag: None,
+            sequencer: None,
+            size: None,
+        }
+    }
+
+    /// `s3://bucket/key`, the name used in logs and bad rows.
+    pub fn uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.key)
+    }
+
+    /// What makes this upload a distinct file for the ledger: a new version of the same
+    /// key is a new file. Prefers the version id, then the eTag (content hash).
+    pub fn revision(&self) -> &str {
+        self.version_id
+            .as_deref()
+            .filter(|v| !v.is_empty() && *v != "null")
+            .or(self.etag.as_deref().map(|e| e.trim_matches('"')))
+            .unwrap_or("-")
+    }
+}
+
+/// Reads objects as blocking byte streams (the engine runs on a blocking thread).
+pub trait ObjectSource {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Opens the object, filling in its version and eTag when the event lacked them.
+    fn open(
+        &self,
+        object: &ObjectRef,
+    ) -> impl Future<Output = Result<(ObjectRef, Box<dyn Read + Send>), Self::Error>> + Send;
+}
+
+/// How the ledger saw a file before this attempt.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FileClaim {
+    /// Already fully committed by an earlier delivery: nothing to do.
+    Done,
+    /// To be processed (first attempt or a retry) against this watermark, which was fixed
+    /// by the first attempt so every retry judges late rows identically.
+    Process { watermark_ms: Option<i64> },
+}
+
+/// What one commit did.
+#[derive(Clone, Debug, Default)]
+pub struct CommitOutcome {
+    /// Cells this invocation changed (before/after), for window alerts. Cells committed
+    /// by an earlier or concurrent delivery of the same file are not repeated here.
+    pub changes: Vec<CellChange>,
+    /// Write requests sent (cells, absorbed sessions and ledger items).
+    pub writes: u64,
+    /// Chunks skipped because the ledger shows them committed already.
+    pub chunks_already_done: u64,
+}
+
+/// Durable windowed state plus the per-file ledger that makes commits exactly once.
+pub trait WindowStore {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Looks the file up in the ledger and records the first attempt's watermark.
+    fn claim(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+    ) -> impl Future<Output = Result<FileClaim, Self::Error>> + Send;
+
+    /// Merges the file's partials into stored state exactly once, advances the
+    /// pipeline's watermark and marks the file done.
+    fn commit(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        report: &FileReport,
+    ) -> impl Future<Output = Result<CommitOutcome, Self::Error>> + Send;
+
+    /// Records that a file failed for good (after its last retry), with the reason.
+    fn mark_failed(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Keeps bad rows where people can inspect them.
+pub trait QuarantineSink {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Stores the file's bad rows; idempotent for the same file.
+    fn quarantine(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        rows: &[BadRow],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Parks a delivery that failed for good, with the reason, so nothing vanishes.
+pub trait DeadLetterSink {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Sends the original event body on, annotated with why it failed.
+    fn dead_letter(
+        &self,
+        body: &str,
+        file: Option<&ObjectRef>,
+        reason: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revision_prefers_version_then_etag() {
+        let mut o = ObjectRef::new("b", "k");
+        assert_eq!(o.revision(), "-");
+        o.etag = Some("\"abc\"".into());
+        assert_eq!(o.revision(), "abc");
+        o.version_id = Some("null".into());
+        assert_eq!(o.revision(), "abc");
+        o.version_id = Some("v2".into());
+        assert_eq!(o.revision(), "v2");
+        assert_eq!(o.uri(), "s3://b/k");
+    }
+}

@@ -1,0 +1,425 @@
+//! Column types, typed field values, and fast field parsing (numbers, bools, timestamps).
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{NaiveDate, NaiveDateTime, Offset, TimeZone};
+use chrono_tz::Tz;
+
+/// The declared type of a column (`[pipeline.columns]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ColumnType {
+    String,
+    Int,
+    Float,
+    Bool,
+    Timestamp,
+}
+
+impl ColumnType {
+    /// Parses a type name as written in TOML.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "string" | "str" | "text" => ColumnType::String,
+            "int" | "integer" | "i64" => ColumnType::Int,
+            "float" | "double" | "f64" | "number" => ColumnType::Float,
+            "bool" | "boolean" => ColumnType::Bool,
+            "timestamp" | "time" | "datetime" => ColumnType::Timestamp,
+            _ => return None,
+        })
+    }
+
+    /// The canonical name of the type.
+    pub fn name(self) -> &'static str {
+        match self {
+            ColumnType::String => "string",
+            ColumnType::Int => "int",
+            ColumnType::Float => "float",
+            ColumnType::Bool => "bool",
+            ColumnType::Timestamp => "timestamp",
+        }
+    }
+}
+
+impl fmt::Display for ColumnType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A typed value of one field (or of an expression), borrowing strings from the record.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Val<'a> {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(Cow<'a, str>),
+    /// Epoch milliseconds, UTC.
+    Ts(i64),
+}
+
+impl Val<'_> {
+    /// True only for `Bool(true)`: null and false are both "not matched".
+    pub fn is_true(&self) -> bool {
+        matches!(self, Val::Bool(true))
+    }
+
+    /// The value as f64 when numeric.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Val::Int(i) => Some(*i as f64),
+            Val::Float(f) => Some(*f),
+            _ => None,
+        }
+    }
+}
+
+/// Parses an integer field (surrounding ASCII whitespace allowed).
+pub fn parse_int(s: &str) -> Option<i64> {
+    let t = s.trim_ascii();
+    let t = t.strip_prefix('+').unwrap_or(t);
+    t.parse::<i64>().ok()
+}
+
+/// Parses a float field (surrounding ASCII whitespace allowed); non-finite values are rejected.
+pub fn parse_float(s: &str) -> Option<f64> {
+    let t = s.trim_ascii();
+    let b = t.as_bytes();
+    // Reject words like "inf"/"NaN": data with them is almost always a bug upstream.
+    if b.is_empty() || !b.iter().all(|c| c.is_ascii_digit() || b"+-.eE".contains(c)) {
+        return None;
+    }
+    t.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
+/// Parses a bool field: true/false, t/f, yes/no, y/n, 1/0 (case-insensitive).
+pub fn parse_bool(s: &str) -> Option<bool> {
+    let t = s.trim_ascii();
+    const TRUE: [&str; 5] = ["true", "t", "yes", "y", "1"];
+    const FALSE: [&str; 5] = ["false", "f", "no", "n", "0"];
+    if TRUE.iter().any(|w| t.eq_ignore_ascii_case(w)) {
+        Some(true)
+    } else if FALSE.iter().any(|w| t.eq_ignore_ascii_case(w)) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// How timestamps are written in the data.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TimeFormat {
+    /// RFC 3339 / ISO 8601 (`T` or space separator, optional fraction, `Z` or offset;
+    /// without an offset the timestamp is naive and takes the pipeline's timezone).
+    Rfc3339,
+    /// Seconds since the Unix epoch (integer or decimal).
+    EpochS,
+    /// Milliseconds since the Unix epoch (integer or decimal).
+    EpochMs,
+    /// A chrono strftime pattern; with `%z`/`%:z` the offset comes from the data,
+    /// otherwise the timestamp is naive.
+    Pattern { pattern: String, has_offset: bool },
+}
+
+impl TimeFormat {
+    /// Parses the `format` key; patterns are validated here.
+    pub fn from_config(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "rfc3339" | "iso8601" => TimeFormat::Rfc3339,
+            "epoch_s" | "epoch" | "unix" => TimeFormat::EpochS,
+            "epoch_ms" | "unix_ms" => TimeFormat::EpochMs,
+            p if p.contains('%') => {
+                use chrono::format::{Item, StrftimeItems};
+                if StrftimeItems::new(p).any(|i| matches!(i, Item::Error)) {
+                    return Err(format!("bad strftime pattern \"{p}\""));
+                }
+                let has_offset = p.contains("%z") || p.contains("%:z") || p.contains("%#z");
+                TimeFormat::Pattern {
+                    pattern: p.to_string(),
+                    has_offset,
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown time format \"{other}\" (expected rfc3339, epoch_s, epoch_ms or a strftime pattern)"
+                ))
+            }
+        })
+    }
+}
+
+/// Parses timestamps of one format into epoch milliseconds; naive ones use `tz`.
+#[derive(Clone, Debug)]
+pub struct TimeParser {
+    pub format: TimeFormat,
+    /// Timezone of naive timestamps; `None` = UTC.
+    pub tz: Option<Tz>,
+}
+
+impl TimeParser {
+    /// Parses one field; the error is a short reason.
+    pub fn parse(&self, s: &str) -> Result<i64, &'static str> {
+        let s = s.trim_ascii();
+        match &self.format {
+            TimeFormat::Rfc3339 => {
+                let p = parse_iso(s.as_bytes()).ok_or("bad rfc3339 timestamp")?;
+                match p.offset_min {
+                    Some(off) => Ok(p.naive_ms - i64::from(off) * 60_000),
+                    None => self.localize(p.naive_ms),
+                }
+            }
+            TimeFormat::EpochS => parse_epoch(s, 1000).ok_or("bad epoch_s timestamp"),
+            TimeFormat::EpochMs => parse_epoch(s, 1).ok_or("bad epoch_ms timestamp"),
+            TimeFormat::Pattern {
+                pattern,
+                has_offset,
+            } => {
+                if *has_offset {
+                    chrono::DateTime::parse_from_str(s, pattern)
+                        .map(|d| d.timestamp_millis())
+                        .map_err(|_| "timestamp does not match the pattern")
+                } else {
+                    let naive = match NaiveDateTime::parse_from_str(s, pattern) {
+                        Ok(n) => n,
+                        Err(e) if e.kind() == chrono::format::ParseErrorKind::NotEnough => {
+                            NaiveDate::parse_from_str(s, pattern)
+                                .map_err(|_| "timestamp does not match the pattern")?
+                                .and_time(chrono::NaiveTime::MIN)
+                        }
+                        Err(_) => return Err("timestamp does not match the pattern"),
+                    };
+                    self.localize(naive.and_utc().timestamp_millis())
+                }
+            }
+        }
+    }
+
+    /// Converts a naive wall-clock time (as if UTC) in the pipeline timezone to UTC.
+    fn localize(&self, naive_ms: i64) -> Result<i64, &'static str> {
+        let Some(tz) = self.tz else {
+            return Ok(naive_ms);
+        };
+        let naive = chrono::DateTime::from_timestamp_millis(naive_ms)
+            .ok_or("timestamp out of range")?
+            .naive_utc();
+        // Ambiguous local times (DST fall-back) take the earlier instant; times in a
+        // DST gap do not exist and make the row bad.
+        let offset = match tz.offset_from_local_datetime(&naive) {
+            chrono::LocalResult::Single(o) => o,
+            chrono::LocalResult::Ambiguous(a, _) => a,
+            chrono::LocalResult::None => return Err("local time does not exist (DST gap)"),
+        };
+        Ok(naive_ms - i64::from(offset.fix().local_minus_utc()) * 1000)
+    }
+}
+
+fn parse_epoch(s: &str, scale: i64) -> Option<i64> {
+    if let Ok(i) = s.parse::<i64>() {
+        return i.checked_mul(scale);
+    }
+    let f = parse_float(s)? * scale as f64;
+    if f.abs() < 9.0e15 {
+        Some(f.round() as i64)
+    } else {
+        None
+    }
+}
+
+struct Iso {
+    naive_ms: i64,
+    offset_min: Option<i32>,
+}
+
+fn digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
+    let mut v = 0u32;
+    for i in 0..n {
+        let c = *b.get(at + i)?;
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    Some(v)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = i64::from((m + 9) % 12);
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(y: i64, m: u32) -> u32 {
+    match m {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
+        _ => 28,
+    }
+}
+
+/// Fast RFC 3339 parser: `YYYY-MM-DD[T| ]HH:MM[:SS[.fff…]][Z|±HH:MM|±HHMM]`.
+fn parse_iso(b: &[u8]) -> Option<Iso> {
+    let y = i64::from(digits(b, 0, 4)?);
+    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
+        return None;
+    }
+    let mo = digits(b, 5, 2)?;
+    let d = digits(b, 8, 2)?;
+    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
+        return None;
+    }
+    if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') {
+        return None;
+    }
+    let h = digits(b, 11, 2)?;
+    let mi = digits(b, 14, 2)?;
+    let mut i = 16;
+    let mut sec = 0;
+    if b.get(i) == Some(&b':') {
+        sec = digits(b, 17, 2)?;
+        i = 19;
+    }
+    if h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    // A leap second is folded into the last millisecond of the minute.
+    let (sec, leap) = if sec == 60 { (59, true) } else { (sec, false) };
+    let mut ms = 0u32;
+    if matches!(b.get(i), Some(b'.' | b',')) {
+        i += 1;
+        let start = i;
+        while let Some(c) = b.get(i).filter(|c| c.is_ascii_digit()) {
+            if i - start < 3 {
+                ms = ms * 10 + u32::from(c - b'0');
+            }
+            i += 1;
+        }
+        let n = i - start;
+        if n == 0 {
+            return None;
+        }
+        for _ in n..3 {
+            ms *= 10;
+        }
+    }
+    if leap {
+        ms = 999;
+    }
+    let offset_min = match b.get(i) {
+        None => None,
+        Some(b'Z' | b'z') if i + 1 == b.len() => Some(0),
+        Some(&sign @ (b'+' | b'-')) => {
+            let oh = digits(b, i + 1, 2)?;
+            let om = match (b.get(i + 3), b.len() - i) {
+                (Some(b':'), 6) => digits(b, i + 4, 2)?,
+                (Some(_), 5) => digits(b, i + 3, 2)?,
+                (None, 3) => 0,
+                _ => return None,
+            };
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let off = (oh * 60 + om) as i32;
+            Some(if sign == b'-' { -off } else { off })
+        }
+        _ => return None,
+    };
+    let days = days_from_civil(y, mo, d);
+    let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + sec);
+    Some(Iso {
+        naive_ms: secs * 1000 + i64::from(ms),
+        offset_min,
+    })
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC (`2026-11-20T00:10:00Z`, with `.fff` when
+/// the milliseconds are not zero).
+pub fn format_ts(ms: i64) -> String {
+    match chrono::DateTime::from_timestamp_millis(ms) {
+        Some(d) if ms.rem_euclid(1000) == 0 => d.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Some(d) => d.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
+        None => ms.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(format: TimeFormat, tz: Option<&str>) -> TimeParser {
+        TimeParser {
+            format,
+            tz: tz.map(|t| t.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn numbers_and_bools() {
+        assert_eq!(parse_int(" 42 "), Some(42));
+        assert_eq!(parse_int("+7"), Some(7));
+        assert_eq!(parse_int("4.2"), None);
+        assert_eq!(parse_float("1e3"), Some(1000.0));
+        assert_eq!(parse_float("-0.5"), Some(-0.5));
+        assert_eq!(parse_float("NaN"), None);
+        assert_eq!(parse_float("inf"), None);
+        assert_eq!(parse_float("12,5"), None);
+        assert_eq!(parse_bool("TRUE"), Some(true));
+        assert_eq!(parse_bool("no"), Some(false));
+        assert_eq!(parse_bool("maybe"), None);
+    }
+
+    #[test]
+    fn rfc3339() {
+        let t = p(TimeFormat::Rfc3339, None);
+        assert_eq!(t.parse("1970-01-01T00:00:00Z"), Ok(0));
+        assert_eq!(t.parse("2026-11-20T00:10:00Z"), Ok(1_795_133_400_000));
+        assert_eq!(t.parse("2026-11-20T00:10:00.5Z"), Ok(1_795_133_400_500));
+        assert_eq!(t.parse("2026-11-20 01:10:00+01:00"), Ok(1_795_133_400_000));
+        assert_eq!(t.parse("2026-11-19T23:10:00-0100"), Ok(1_795_133_400_000));
+        assert_eq!(t.parse("2026-11-20T00:10:00.123456789Z"), Ok(1_795_133_400_123));
+        assert!(t.parse("2026-02-30T00:00:00Z").is_err());
+        assert!(t.parse("2026-11-20T00:10:00Zjunk").is_err());
+        assert!(t.parse("yesterday").is_err());
+        assert!(t.parse("").is_err());
+        for ms in [0i64, 951_782_400_000, 1_795_133_400_123, -86_400_000] {
+            assert_eq!(t.parse(&format_ts(ms)), Ok(ms));
+        }
+    }
+
+    #[test]
+    fn naive_timestamps_take_the_timezone() {
+        let t = p(TimeFormat::Rfc3339, Some("Europe/Paris"));
+        // Winter: UTC+1.
+        assert_eq!(t.parse("2026-11-20T01:10:00"), Ok(1_795_133_400_000));
+        // An explicit offset wins over the timezone.
+        assert_eq!(t.parse("2026-11-20T00:10:00Z"), Ok(1_795_133_400_000));
+        // DST gap.
+        assert!(t.parse("2026-03-29T02:30:00").is_err());
+    }
+
+    #[test]
+    fn epochs_and_patterns() {
+        assert_eq!(p(TimeFormat::EpochS, None).parse("1795133400"), Ok(1_795_133_400_000));
+        assert_eq!(p(TimeFormat::EpochS, None).parse("1795133400.25"), Ok(1_795_133_400_250));
+        assert_eq!(p(TimeFormat::EpochMs, None).parse("1795133400123"), Ok(1_795_133_400_123));
+        assert!(p(TimeFormat::EpochMs, None).parse("soon").is_err());
+        let f = TimeFormat::from_config("%d/%m/%Y %H:%M").unwrap();
+        assert_eq!(p(f.clone(), None).parse("20/11/2026 00:10"), Ok(1_795_133_400_000));
+        assert_eq!(
+            p(f, Some("America/New_York")).parse("19/11/2026 19:10"),
+            Ok(1_795_133_400_000)
+        );
+        let d = TimeFormat::from_config("%Y%m%d").unwrap();
+        assert_eq!(p(d, None).parse("19700102"), Ok(86_400_000));
+        let z = TimeFormat::from_config("%Y-%m-%d %H:%M:%S %z").unwrap();
+        assert_eq!(p(z, None).parse("2026-11-20 01:10:00 +0100"), Ok(1_795_133_400_000));
+        assert!(TimeFormat::from_config("%Q").is_err());
+        assert!(TimeFormat::from_config("unix_ns").is_err());
+    }
+}

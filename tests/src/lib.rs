@@ -1,0 +1,305 @@
+//! Fixtures for the LocalStack integration tests: every test gets its own landing
+//! bucket (with S3 notifications to its own queue), output bucket, dead-letter queue
+//! and DynamoDB tables, named after the test, so tests never see each other's data.
+//! LocalStack must be running (`localstack/up`); the endpoint comes from
+//! `AWS_ENDPOINT_URL` (default `http://127.0.0.1:4566`).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
+    StreamViewType,
+};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketVersioningStatus, Event, NotificationConfiguration, QueueConfiguration, VersioningConfiguration,
+};
+use csvflow_aws::config::{build_ingest, s3_client, AwsIngest, IngestSettings};
+use csvflow_aws::dynamo::{DynamoStore, StoreConfig};
+use csvflow_aws::runner::QueueRunner;
+use csvflow_core::{CellKey, CellState, MetricValue};
+
+/// One test's private set of AWS resources in LocalStack.
+pub struct TestStack {
+    pub sdk: aws_config::SdkConfig,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub landing_bucket: String,
+    pub output_bucket: String,
+    pub queue_url: String,
+    pub dead_letter_queue_url: String,
+    pub windows_table: String,
+    pub ledger_table: String,
+}
+
+fn unique_name(test: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let slug: String = test
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .take(30)
+        .collect();
+    format!("t-{slug}-{:x}{:x}", nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// SDK configuration pointing at LocalStack.
+pub async fn localstack_config() -> aws_config::SdkConfig {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned());
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"))
+        .load()
+        .await
+}
+
+impl TestStack {
+    /// Creates the resources, with the landing bucket notifying the queue.
+    pub async fn create(test: &str) -> Result<Self> {
+        let sdk = localstack_config().await;
+        let name = unique_name(test);
+        let stack = Self {
+            s3: s3_client(&sdk),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
+            dynamodb: aws_sdk_dynamodb::Client::new(&sdk),
+            landing_bucket: format!("{name}-landing"),
+            output_bucket: format!("{name}-output"),
+            queue_url: String::new(),
+            dead_letter_queue_url: String::new(),
+            windows_table: format!("{name}-windows"),
+            ledger_table: format!("{name}-ledger"),
+            sdk,
+        };
+        stack.create_tables().await?;
+        let mut stack = stack;
+        stack.dead_letter_queue_url = stack.create_queue(&format!("{name}-dlq")).await?;
+        stack.queue_url = stack.create_queue(&format!("{name}-ingest")).await?;
+        for bucket in [&stack.landing_bucket, &stack.output_bucket] {
+            stack
+                .s3
+                .create_bucket()
+                .bucket(bucket)
+                .send()
+                .await
+                .with_context(|| format!("creating bucket {bucket}"))?;
+        }
+        stack
+            .s3
+            .put_bucket_versioning()
+            .bucket(&stack.landing_bucket)
+            .versioning_configuration(
+                VersioningConfiguration::builder()
+                    .status(BucketVersioningStatus::Enabled)
+                    .build(),
+            )
+            .send()
+            .await
+            .context("enabling versioning")?;
+        let queue_arn = stack.queue_arn(&stack.queue_url).await?;
+        stack
+            .s3
+            .put_bucket_notification_configuration()
+            .bucket(&stack.landing_bucket)
+            .notification_configuration(
+                NotificationConfiguration::builder()
+                    .queue_configurations(
+                        QueueConfiguration::builder()
+                            .queue_arn(queue_arn)
+                            .events(Event::S3ObjectCreated)
+                            .build()?,
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .context("configuring S3 notifications")?;
+        Ok(stack)
+    }
+
+    async fn create_queue(&self, name: &str) -> Result<String> {
+        let out = self
+            .sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .with_context(|| format!("creating queue {name}"))?;
+        out.queue_url.context("queue without URL")
+    }
+
+    async fn queue_arn(&self, url: &str) -> Result<String> {
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+            .send()
+            .await?;
+        out.attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::QueueArn))
+            .cloned()
+            .context("queue without ARN")
+    }
+
+    async fn create_tables(&self) -> Result<()> {
+        for (table, stream) in [(&self.windows_table, true), (&self.ledger_table, false)] {
+            let mut request = self
+                .dynamodb
+                .create_table()
+                .table_name(table)
+                .billing_mode(BillingMode::PayPerRequest);
+            for (name, key_type) in [("pk", KeyType::Hash), ("sk", KeyType::Range)] {
+                request = request
+                    .attribute_definitions(
+                        AttributeDefinition::builder()
+                            .attribute_name(name)
+                            .attribute_type(ScalarAttributeType::S)
+                            .build()?,
+                    )
+                    .key_schema(KeySchemaElement::builder().attribute_name(name).key_type(key_type).build()?);
+            }
+            if stream {
+                request = request.stream_specification(
+                    StreamSpecification::builder()
+                        .stream_enabled(true)
+                        .stream_view_type(StreamViewType::NewAndOldImages)
+                        .build()?,
+                );
+            }
+            request.send().await.with_context(|| format!("creating table {table}"))?;
+        }
+        Ok(())
+    }
+
+    /// Stores the pipelines TOML in the output bucket and returns its `s3://` URI.
+    pub async fn put_pipelines(&self, toml: &str) -> Result<String> {
+        self.s3
+            .put_object()
+            .bucket(&self.output_bucket)
+            .key("config/pipelines.toml")
+            .body(ByteStream::from(toml.as_bytes().to_vec()))
+            .send()
+            .await
+            .context("uploading pipelines")?;
+        Ok(format!("s3://{}/config/pipelines.toml", self.output_bucket))
+    }
+
+    pub fn settings(&self, pipelines_uri: &str) -> IngestSettings {
+        IngestSettings {
+            windows_table: self.windows_table.clone(),
+            ledger_table: self.ledger_table.clone(),
+            output_bucket: self.output_bucket.clone(),
+            dead_letter_queue_url: self.dead_letter_queue_url.clone(),
+            pipelines_uri: pipelines_uri.to_owned(),
+            retention: Duration::from_secs(35 * 86_400),
+            max_attempts: 3,
+        }
+    }
+
+    /// The ingest service for these resources and pipelines.
+    pub async fn ingest(&self, pipelines_toml: &str) -> Result<AwsIngest> {
+        let uri = self.put_pipelines(pipelines_toml).await?;
+        Ok(build_ingest(&self.sdk, &self.settings(&uri)).await?)
+    }
+
+    /// Uploads an object to the landing bucket; returns its version id.
+    pub async fn upload(&self, key: &str, body: impl Into<Vec<u8>>) -> Result<Option<String>> {
+        let out = self
+            .s3
+            .put_object()
+            .bucket(&self.landing_bucket)
+            .key(key)
+            .body(ByteStream::from(body.into()))
+            .send()
+            .await
+            .with_context(|| format!("uploading {key}"))?;
+        Ok(out.version_id)
+    }
+
+    /// Runs the local runner until the queue has been quiet for `idle`.
+    pub async fn drain(&self, ingest: &AwsIngest, idle: Duration) -> Result<Vec<csvflow_aws::ingest::FileSummary>> {
+        let mut files = Vec::new();
+        QueueRunner::new(self.sqs.clone(), &self.queue_url, ingest)
+            .run(Some(idle), |f| files.push(f.clone()))
+            .await?;
+        Ok(files)
+    }
+
+    pub fn store(&self) -> DynamoStore {
+        DynamoStore::new(
+            self.dynamodb.clone(),
+            StoreConfig {
+                windows_table: self.windows_table.clone(),
+                ledger_table: self.ledger_table.clone(),
+                retention: Duration::from_secs(35 * 86_400),
+            },
+        )
+    }
+
+    /// An aggregate's stored windows, sorted by key.
+    pub async fn windows(&self, pipeline: &str, aggregate: &str) -> Result<Vec<(CellKey, CellState)>> {
+        let mut cells: Vec<(CellKey, CellState)> = self
+            .store()
+            .windows(pipeline, aggregate, None)
+            .await?
+            .into_iter()
+            .map(|w| (w.key, w.state))
+            .collect();
+        cells.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(cells)
+    }
+
+    /// Messages waiting in the dead-letter queue (bodies and `reason` attributes).
+    pub async fn dead_letters(&self) -> Result<Vec<(String, Option<String>)>> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.dead_letter_queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .message_attribute_names("All")
+            .send()
+            .await?;
+        Ok(out
+            .messages()
+            .iter()
+            .map(|m| {
+                let reason = m
+                    .message_attributes()
+                    .and_then(|a| a.get("reason"))
+                    .and_then(|r| r.string_value())
+                    .map(str::to_owned);
+                (m.body().unwrap_or_default().to_owned(), reason)
+            })
+            .collect())
+    }
+}
+
+/// `(window_start_ms, count)` per window of a count-only aggregate.
+pub fn counts(cells: &[(CellKey, CellState)]) -> Vec<(Vec<String>, i64, i64)> {
+    cells
+        .iter()
+        .map(|(key, state)| {
+            let n = match state.values().first() {
+                Some(MetricValue::Int(n)) => *n,
+                other => panic!("expected an integer count, got {other:?}"),
+            };
+            (key.group.clone(), key.start_ms, n)
+        })
+        .collect()
+}
+
+/// Fails unless LocalStack answers: integration tests must run, not skip.
+pub async fn require_localstack() -> Result<()> {
+    let sdk = localstack_config().await;
+    match aws_sdk_sqs::Client::new(&sdk).list_queues().send().await {
+        Ok(_) => Ok(()),
+        Err(e) => bail!("LocalStack is not reachable (start it with `localstack/up`): {e}"),
+    }
+}
