@@ -36,7 +36,17 @@ pub fn run(command: Command) -> Result<(), String> {
                 from,
                 to,
                 format,
-            } => windows(&pipeline, aggregate.as_deref(), key.as_deref(), from.as_deref(), to.as_deref(), format.into()).await,
+            } => {
+                windows(
+                    &pipeline,
+                    aggregate.as_deref(),
+                    key.as_deref(),
+                    from.as_deref(),
+                    to.as_deref(),
+                    format.into(),
+                )
+                .await
+            }
             Command::Run { .. } => Err("`run` does not use AWS".to_owned()),
         }
     })
@@ -60,7 +70,9 @@ fn print_file(summary: &FileSummary) {
 async fn local(queue_url: &str, idle: Option<Duration>) -> Result<(), String> {
     let settings = IngestSettings::from_env().map_err(|e| e.to_string())?;
     let sdk = sdk_config().await;
-    let ingest = build_ingest(&sdk, &settings).await.map_err(|e| e.to_string())?;
+    let ingest = build_ingest(&sdk, &settings)
+        .await
+        .map_err(|e| e.to_string())?;
     eprintln!(
         "csvflow local: polling {queue_url} for {} pipeline(s)",
         ingest.catalog().pipelines().len()
@@ -81,7 +93,9 @@ fn parse_s3_uri(uri: &str) -> Result<(String, String), String> {
 async fn ingest(objects: Vec<String>, prefix: Option<String>) -> Result<(), String> {
     let settings = IngestSettings::from_env().map_err(|e| e.to_string())?;
     let sdk = sdk_config().await;
-    let ingest = build_ingest(&sdk, &settings).await.map_err(|e| e.to_string())?;
+    let ingest = build_ingest(&sdk, &settings)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut targets = Vec::new();
     for uri in &objects {
         let (bucket, key) = parse_s3_uri(uri)?;
@@ -97,7 +111,8 @@ async fn ingest(objects: Vec<String>, prefix: Option<String>) -> Result<(), Stri
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| format!("cannot list {prefix}: {}", aws_sdk_s3::Error::from(e)))?;
+            let page =
+                page.map_err(|e| format!("cannot list {prefix}: {}", aws_sdk_s3::Error::from(e)))?;
             for object in page.contents() {
                 if let Some(key) = object.key() {
                     targets.push(ObjectRef::new(&bucket, key));
@@ -125,7 +140,13 @@ async fn ingest(objects: Vec<String>, prefix: Option<String>) -> Result<(), Stri
 }
 
 fn parse_time(text: &str) -> Result<i64, String> {
-    csvflow_core::parse_rfc3339_ms(text).ok_or_else(|| format!("{text:?} is not an RFC3339 time"))
+    let parser = csvflow_core::types::TimeParser {
+        format: csvflow_core::types::TimeFormat::Rfc3339,
+        tz: None,
+    };
+    parser
+        .parse(text)
+        .map_err(|reason| format!("{text:?}: {reason}"))
 }
 
 async fn windows(
@@ -150,10 +171,17 @@ async fn windows(
             .ok_or_else(|| format!("pipeline {pipeline_name:?} has no aggregate {name:?}"))?,
         None => match pipeline.aggregates() {
             [only] => only,
-            _ => return Err(format!("pipeline {pipeline_name:?} has several aggregates: pass --aggregate")),
+            _ => {
+                return Err(format!(
+                    "pipeline {pipeline_name:?} has several aggregates: pass --aggregate"
+                ))
+            }
         },
     };
-    let (from, to) = (from.map(parse_time).transpose()?, to.map(parse_time).transpose()?);
+    let (from, to) = (
+        from.map(parse_time).transpose()?,
+        to.map(parse_time).transpose()?,
+    );
     let group: Option<Vec<String>> = key.map(|k| k.split(',').map(str::to_owned).collect());
     let store = DynamoStore::new(
         aws_sdk_dynamodb::Client::new(&sdk),
@@ -169,9 +197,16 @@ async fn windows(
         .map_err(|e| e.to_string())?;
     let cells: Vec<(CellKey, CellState)> = stored
         .into_iter()
-        .filter(|w| from.is_none_or(|f| w.key.start_ms >= f) && to.is_none_or(|t| w.key.start_ms < t))
+        .filter(|w| {
+            from.is_none_or(|f| w.key.start_ms >= f) && to.is_none_or(|t| w.key.start_ms < t)
+        })
         .map(|w| (w.key, w.state))
         .collect();
-    write_windows(aggregate, cells.iter().map(|(k, s)| (k, s)), format, std::io::stdout().lock())
-        .map_err(|e| format!("cannot write windows: {e}"))
+    write_windows(
+        aggregate,
+        cells.iter().map(|(k, s)| (k, s)),
+        format,
+        std::io::stdout().lock(),
+    )
+    .map_err(|e| format!("cannot write windows: {e}"))
 }

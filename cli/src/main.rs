@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use csvflow_core::{OutputFormat, RunOptions};
 
 #[derive(Parser)]
-#[command(name = "csvflow", version, about = "Windowed analytics for CSV files landing in S3")]
+#[command(
+    name = "csvflow",
+    version,
+    about = "Windowed analytics for CSV files landing in S3"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -109,8 +113,12 @@ fn main() -> ExitCode {
                 quarantine,
                 inputs,
             };
-            csvflow_core::run(&options, &mut std::io::stdout().lock(), &mut std::io::stderr().lock())
-                .map_err(|e| e.to_string())
+            csvflow_core::run(
+                &options,
+                &mut std::io::stdout().lock(),
+                &mut std::io::stderr().lock(),
+            )
+            .map_err(|e| e.to_string())
         }
         other => aws_commands::run(other),
     };

@@ -9,16 +9,20 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, StreamSpecification,
-    StreamViewType,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    StreamSpecification, StreamViewType,
 };
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
-    BucketVersioningStatus, Event, NotificationConfiguration, QueueConfiguration, VersioningConfiguration,
+    BucketVersioningStatus, Event, NotificationConfiguration, QueueConfiguration,
+    VersioningConfiguration,
 };
 use csvflow_aws::config::{build_ingest, s3_client, AwsIngest, IngestSettings};
 use csvflow_aws::dynamo::{DynamoStore, StoreConfig};
+use csvflow_aws::ingest::Ingest;
 use csvflow_aws::runner::QueueRunner;
+use csvflow_aws::s3::{S3Objects, S3Quarantine};
+use csvflow_aws::sqs::SqsDeadLetters;
 use csvflow_core::{CellKey, CellState, MetricValue};
 
 /// One test's private set of AWS resources in LocalStack.
@@ -42,19 +46,32 @@ fn unique_name(test: &str) -> String {
         .map_or(0, |d| d.subsec_nanos());
     let slug: String = test
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .take(30)
         .collect();
-    format!("t-{slug}-{:x}{:x}", nanos, COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "t-{slug}-{:x}{:x}",
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// SDK configuration pointing at LocalStack.
 pub async fn localstack_config() -> aws_config::SdkConfig {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned());
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".to_owned());
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
         .load()
         .await
 }
@@ -62,6 +79,14 @@ pub async fn localstack_config() -> aws_config::SdkConfig {
 impl TestStack {
     /// Creates the resources, with the landing bucket notifying the queue.
     pub async fn create(test: &str) -> Result<Self> {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new("warn,csvflow_aws=info")
+                }),
+            )
+            .with_test_writer()
+            .try_init();
         let sdk = localstack_config().await;
         let name = unique_name(test);
         let stack = Self {
@@ -162,7 +187,12 @@ impl TestStack {
                             .attribute_type(ScalarAttributeType::S)
                             .build()?,
                     )
-                    .key_schema(KeySchemaElement::builder().attribute_name(name).key_type(key_type).build()?);
+                    .key_schema(
+                        KeySchemaElement::builder()
+                            .attribute_name(name)
+                            .key_type(key_type)
+                            .build()?,
+                    );
             }
             if stream {
                 request = request.stream_specification(
@@ -172,7 +202,10 @@ impl TestStack {
                         .build()?,
                 );
             }
-            request.send().await.with_context(|| format!("creating table {table}"))?;
+            request
+                .send()
+                .await
+                .with_context(|| format!("creating table {table}"))?;
         }
         Ok(())
     }
@@ -223,7 +256,11 @@ impl TestStack {
     }
 
     /// Runs the local runner until the queue has been quiet for `idle`.
-    pub async fn drain(&self, ingest: &AwsIngest, idle: Duration) -> Result<Vec<csvflow_aws::ingest::FileSummary>> {
+    pub async fn drain<W: WindowStore + Sync>(
+        &self,
+        ingest: &Ingest<S3Objects, W, S3Quarantine, SqsDeadLetters>,
+        idle: Duration,
+    ) -> Result<Vec<csvflow_aws::ingest::FileSummary>> {
         let mut files = Vec::new();
         QueueRunner::new(self.sqs.clone(), &self.queue_url, ingest)
             .run(Some(idle), |f| files.push(f.clone()))
@@ -243,7 +280,11 @@ impl TestStack {
     }
 
     /// An aggregate's stored windows, sorted by key.
-    pub async fn windows(&self, pipeline: &str, aggregate: &str) -> Result<Vec<(CellKey, CellState)>> {
+    pub async fn windows(
+        &self,
+        pipeline: &str,
+        aggregate: &str,
+    ) -> Result<Vec<(CellKey, CellState)>> {
         let mut cells: Vec<(CellKey, CellState)> = self
             .store()
             .windows(pipeline, aggregate, None)
@@ -301,5 +342,112 @@ pub async fn require_localstack() -> Result<()> {
     match aws_sdk_sqs::Client::new(&sdk).list_queues().send().await {
         Ok(_) => Ok(()),
         Err(e) => bail!("LocalStack is not reachable (start it with `localstack/up`): {e}"),
+    }
+}
+
+/// A [`WindowStore`] that delegates to the real DynamoDB store but fails on purpose:
+/// after `commit_chunks_before_crash` chunks have landed it returns an error (a crash
+/// mid-commit), and the first `transient_failures` chunk attempts fail as throttled.
+/// Used to prove retries converge; production code has no test-only branches.
+pub struct FaultyStore {
+    pub inner: DynamoStore,
+    pub commit_chunks_before_crash: Option<usize>,
+    pub transient_failures: std::sync::atomic::AtomicUsize,
+    chunks_landed: std::sync::atomic::AtomicUsize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FaultyError {
+    #[error("injected crash after {0} chunk(s)")]
+    Crash(usize),
+    #[error("injected throttling")]
+    Throttled,
+    #[error(transparent)]
+    Store(#[from] csvflow_aws::dynamo::StoreError),
+}
+
+impl FaultyStore {
+    pub fn crash_after(inner: DynamoStore, chunks: usize) -> Self {
+        Self {
+            inner,
+            commit_chunks_before_crash: Some(chunks),
+            transient_failures: 0.into(),
+            chunks_landed: 0.into(),
+        }
+    }
+
+    pub fn throttled(inner: DynamoStore, failures: usize) -> Self {
+        Self {
+            inner,
+            commit_chunks_before_crash: None,
+            transient_failures: failures.into(),
+            chunks_landed: 0.into(),
+        }
+    }
+}
+
+use csvflow_core::ports::{ChunkOutcome, FileClaim, ObjectRef, WindowStore};
+use csvflow_core::{FileReport, Pipeline};
+
+impl WindowStore for FaultyStore {
+    type Error = FaultyError;
+
+    async fn claim(&self, pipeline: &Pipeline, file: &ObjectRef) -> Result<FileClaim, FaultyError> {
+        Ok(self.inner.claim(pipeline, file).await?)
+    }
+
+    async fn committed_chunks(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+    ) -> Result<Vec<usize>, FaultyError> {
+        Ok(self.inner.committed_chunks(pipeline, file).await?)
+    }
+
+    async fn commit_chunk(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        index: usize,
+        cells: &[(&CellKey, &CellState)],
+    ) -> Result<Option<ChunkOutcome>, FaultyError> {
+        let take_one = |n: usize| n.checked_sub(1);
+        if self
+            .transient_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, take_one)
+            .is_ok()
+        {
+            return Err(FaultyError::Throttled);
+        }
+        if let Some(limit) = self.commit_chunks_before_crash {
+            if self.chunks_landed.load(Ordering::SeqCst) >= limit {
+                return Err(FaultyError::Crash(limit));
+            }
+        }
+        let outcome = self
+            .inner
+            .commit_chunk(pipeline, file, index, cells)
+            .await?;
+        self.chunks_landed.fetch_add(1, Ordering::SeqCst);
+        Ok(outcome)
+    }
+
+    async fn finish(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        report: &FileReport,
+        chunks: usize,
+    ) -> Result<u64, FaultyError> {
+        Ok(self.inner.finish(pipeline, file, report, chunks).await?)
+    }
+
+    async fn mark_failed(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        reason: &str,
+    ) -> Result<(), FaultyError> {
+        Ok(self.inner.mark_failed(pipeline, file, reason).await?)
     }
 }

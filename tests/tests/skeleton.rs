@@ -41,7 +41,7 @@ const CSV: &str = "ts,kind\n\
 2026-11-20T00:02:31Z,c\n\
 2026-11-20T00:02:59.999Z,c\n";
 
-const MINUTE_0: i64 = 1_763_596_800_000; // 2026-11-20T00:00:00Z
+const MINUTE_0: i64 = 1_795_132_800_000; // 2026-11-20T00:00:00Z
 
 fn expected() -> Vec<(Vec<String>, i64, i64)> {
     vec![
@@ -61,8 +61,15 @@ async fn uploaded_csv_is_counted_per_minute_in_dynamodb() -> anyhow::Result<()> 
     assert_eq!(files.len(), 1, "one file handled: {files:?}");
     assert_eq!(files[0].rows, 6);
     assert_eq!(files[0].cells, 3);
-    assert!(files[0].writes <= files[0].cells + 4, "writes scale with cells: {:?}", files[0]);
-    assert_eq!(counts(&stack.windows("events", "per_minute").await?), expected());
+    assert!(
+        files[0].writes <= files[0].cells + 4,
+        "writes scale with cells: {:?}",
+        files[0]
+    );
+    assert_eq!(
+        counts(&stack.windows("events", "per_minute").await?),
+        expected()
+    );
     Ok(())
 }
 
@@ -75,8 +82,14 @@ async fn keys_with_spaces_plus_and_unicode_are_decoded() -> anyhow::Result<()> {
     stack.upload(key, CSV).await?;
     let files = stack.drain(&ingest, Duration::from_secs(3)).await?;
     assert_eq!(files.len(), 1, "{files:?}");
-    assert_eq!(files[0].file, format!("s3://{}/{key}", stack.landing_bucket));
-    assert_eq!(counts(&stack.windows("events", "per_minute").await?), expected());
+    assert_eq!(
+        files[0].file,
+        format!("s3://{}/{key}", stack.landing_bucket)
+    );
+    assert_eq!(
+        counts(&stack.windows("events", "per_minute").await?),
+        expected()
+    );
     assert!(stack.dead_letters().await?.is_empty());
     Ok(())
 }
@@ -97,7 +110,10 @@ async fn s3_test_event_is_ignored_without_error() -> anyhow::Result<()> {
         .await?;
     let files = stack.drain(&ingest, Duration::from_secs(3)).await?;
     assert!(files.is_empty(), "{files:?}");
-    assert!(stack.dead_letters().await?.is_empty(), "a test event is not a failure");
+    assert!(
+        stack.dead_letters().await?.is_empty(),
+        "a test event is not a failure"
+    );
     let left = stack
         .sqs
         .receive_message()
@@ -118,21 +134,27 @@ async fn sqs_wrapped_and_direct_s3_events_are_both_handled() -> anyhow::Result<(
     stack.upload("events/a b.csv", CSV).await?;
     // Consume the real notification by hand, then hand it to the handler as an SQS
     // event (what Lambda's event source mapping sends) ...
-    let received = stack
-        .sqs
-        .receive_message()
-        .queue_url(&stack.queue_url)
-        .wait_time_seconds(5)
-        .max_number_of_messages(10)
-        .send()
-        .await?;
-    let body = received
-        .messages()
-        .iter()
-        .filter_map(|m| m.body())
-        .find(|b| b.contains("ObjectCreated"))
-        .expect("LocalStack delivered the S3 notification")
-        .to_owned();
+    let mut body = None;
+    for _ in 0..10 {
+        let received = stack
+            .sqs
+            .receive_message()
+            .queue_url(&stack.queue_url)
+            .wait_time_seconds(1)
+            .max_number_of_messages(10)
+            .send()
+            .await?;
+        body = received
+            .messages()
+            .iter()
+            .filter_map(|m| m.body())
+            .find(|b| b.contains("ObjectCreated"))
+            .map(str::to_owned);
+        if body.is_some() {
+            break;
+        }
+    }
+    let body = body.expect("LocalStack delivered the S3 notification");
     let sqs_event = json!({"Records": [{"messageId": "m-1", "receiptHandle": "r", "body": body,
         "attributes": {"ApproximateReceiveCount": "1"}, "messageAttributes": {},
         "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:q", "awsRegion": "us-east-1"}]});
@@ -143,6 +165,9 @@ async fn sqs_wrapped_and_direct_s3_events_are_both_handled() -> anyhow::Result<(
     let direct: serde_json::Value = serde_json::from_str(&body)?;
     let (_, again) = ingest.handle(&direct).await?;
     assert_eq!(again[0].status, csvflow_aws::ingest::FileStatus::Duplicate);
-    assert_eq!(counts(&stack.windows("events", "per_minute").await?), expected());
+    assert_eq!(
+        counts(&stack.windows("events", "per_minute").await?),
+        expected()
+    );
     Ok(())
 }

@@ -113,7 +113,10 @@ pub async fn load_catalog(s3: &aws_sdk_s3::Client, uri: &str) -> Result<Catalog,
 pub type AwsIngest = Ingest<S3Objects, DynamoStore, S3Quarantine, SqsDeadLetters>;
 
 /// Builds the ingest service from an SDK configuration (pointing at AWS or LocalStack).
-pub async fn build_ingest(sdk: &aws_config::SdkConfig, settings: &IngestSettings) -> Result<AwsIngest, ConfigError> {
+pub async fn build_ingest(
+    sdk: &aws_config::SdkConfig,
+    settings: &IngestSettings,
+) -> Result<AwsIngest, ConfigError> {
     let s3 = s3_client(sdk);
     let catalog = Arc::new(load_catalog(&s3, &settings.pipelines_uri).await?);
     Ok(Ingest::new(
@@ -121,7 +124,10 @@ pub async fn build_ingest(sdk: &aws_config::SdkConfig, settings: &IngestSettings
         S3Objects::new(s3.clone()),
         DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.store_config()),
         S3Quarantine::new(s3, settings.output_bucket.clone()),
-        SqsDeadLetters::new(aws_sdk_sqs::Client::new(sdk), settings.dead_letter_queue_url.clone()),
+        SqsDeadLetters::new(
+            aws_sdk_sqs::Client::new(sdk),
+            settings.dead_letter_queue_url.clone(),
+        ),
         settings.max_attempts,
     ))
 }

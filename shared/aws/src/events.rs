@@ -40,12 +40,11 @@ pub enum EventError {
 /// Decodes any supported invocation payload.
 pub fn decode_invocation(payload: &Value) -> Result<Invocation, EventError> {
     if is_sqs_batch(payload) {
-        let batch: SqsEvent = serde_json::from_value(payload.clone()).map_err(|e| {
-            EventError::Malformed {
+        let batch: SqsEvent =
+            serde_json::from_value(payload.clone()).map_err(|e| EventError::Malformed {
                 kind: "SQS",
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let messages = batch
             .records
             .into_iter()
@@ -116,10 +115,9 @@ fn decode_s3_notification(value: &Value) -> Result<Vec<ObjectRef>, EventError> {
         })?;
     let mut objects = Vec::new();
     for record in event.records {
-        let created = record
-            .event_name
-            .as_deref()
-            .is_some_and(|name| name.starts_with("ObjectCreated") || name.starts_with("s3:ObjectCreated"));
+        let created = record.event_name.as_deref().is_some_and(|name| {
+            name.starts_with("ObjectCreated") || name.starts_with("s3:ObjectCreated")
+        });
         if !created {
             continue;
         }
@@ -243,7 +241,8 @@ mod tests {
 
     #[test]
     fn ignores_test_event_and_non_create_events() {
-        let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "landing"});
+        let test_event =
+            json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "landing"});
         assert!(decode_objects(&test_event).unwrap().is_empty());
         let mut removed = s3_event("k.csv");
         removed["Records"][0]["eventName"] = json!("ObjectRemoved:Delete");
@@ -269,12 +268,16 @@ mod tests {
         assert_eq!(messages[0].receive_count, 2);
         assert_eq!(messages[0].objects.as_ref().unwrap()[0].key, "x.csv");
         assert!(messages[1].objects.as_ref().unwrap().is_empty());
-        assert!(matches!(messages[2].objects, Err(EventError::Malformed { .. })));
+        assert!(matches!(
+            messages[2].objects,
+            Err(EventError::Malformed { .. })
+        ));
     }
 
     #[test]
     fn decodes_sns_envelope_inside_sqs_body() {
-        let envelope = json!({"Type": "Notification", "Message": s3_event("a%20b.csv").to_string()});
+        let envelope =
+            json!({"Type": "Notification", "Message": s3_event("a%20b.csv").to_string()});
         let objects = decode_body(&envelope.to_string()).unwrap();
         assert_eq!(objects[0].key, "a b.csv");
     }
@@ -297,7 +300,10 @@ mod tests {
 
     #[test]
     fn rejects_unknown_payloads_and_bad_keys() {
-        assert!(matches!(decode_invocation(&json!({"hello": 1})), Err(EventError::Unrecognised(_))));
+        assert!(matches!(
+            decode_invocation(&json!({"hello": 1})),
+            Err(EventError::Unrecognised(_))
+        ));
         assert!(decode_key("%FF").is_err());
     }
 }

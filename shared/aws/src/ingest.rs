@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use csvflow_core::commit::{commit_file, CommitOutcome};
 use csvflow_core::ports::{
-    CommitOutcome, DeadLetterSink, FileClaim, ObjectRef, ObjectSource, QuarantineSink, WindowStore,
+    DeadLetterSink, FileClaim, ObjectRef, ObjectSource, QuarantineSink, WindowStore,
 };
 use csvflow_core::{process_file, Catalog, CellChange, FileInput, FileReport, Pipeline};
 use serde::Serialize;
@@ -95,7 +96,9 @@ pub struct Ingest<S, W, Q, D> {
     max_attempts: u32,
 }
 
-fn boxed<E: std::error::Error + Send + Sync + 'static>(e: E) -> Box<dyn std::error::Error + Send + Sync> {
+fn boxed<E: std::error::Error + Send + Sync + 'static>(
+    e: E,
+) -> Box<dyn std::error::Error + Send + Sync> {
     Box::new(e)
 }
 
@@ -106,7 +109,14 @@ where
     Q: QuarantineSink + Sync,
     D: DeadLetterSink + Sync,
 {
-    pub fn new(catalog: Arc<Catalog>, source: S, store: W, quarantine: Q, dead_letters: D, max_attempts: u32) -> Self {
+    pub fn new(
+        catalog: Arc<Catalog>,
+        source: S,
+        store: W,
+        quarantine: Q,
+        dead_letters: D,
+        max_attempts: u32,
+    ) -> Self {
         Self {
             catalog,
             source,
@@ -131,14 +141,22 @@ where
             metrics::publish(&summary);
             return Ok(summary);
         };
-        let (object, reader) = self.source.open(object).await.map_err(|e| IngestError::Source {
-            file: uri.clone(),
-            source: boxed(e),
-        })?;
-        let claim = self.store.claim(pipeline, &object).await.map_err(|e| IngestError::Store {
-            file: uri.clone(),
-            source: boxed(e),
-        })?;
+        let (object, reader) = self
+            .source
+            .open(object)
+            .await
+            .map_err(|e| IngestError::Source {
+                file: uri.clone(),
+                source: boxed(e),
+            })?;
+        let claim = self
+            .store
+            .claim(pipeline, &object)
+            .await
+            .map_err(|e| IngestError::Store {
+                file: uri.clone(),
+                source: boxed(e),
+            })?;
         let watermark_ms = match claim {
             FileClaim::Done => {
                 tracing::info!(file = %uri, pipeline = pipeline.name(), "already committed; duplicate delivery ignored");
@@ -148,7 +166,9 @@ where
             }
             FileClaim::Process { watermark_ms } => watermark_ms,
         };
-        let report = self.run_engine(pipeline, &uri, watermark_ms, reader).await?;
+        let report = self
+            .run_engine(pipeline, &uri, watermark_ms, reader)
+            .await?;
         self.quarantine
             .quarantine(pipeline, &object, &report.bad_rows)
             .await
@@ -156,10 +176,12 @@ where
                 file: uri.clone(),
                 source: boxed(e),
             })?;
-        let outcome: CommitOutcome = self.store.commit(pipeline, &object, &report).await.map_err(|e| IngestError::Store {
-            file: uri.clone(),
-            source: boxed(e),
-        })?;
+        let outcome: CommitOutcome = commit_file(&self.store, pipeline, &object, &report)
+            .await
+            .map_err(|e| IngestError::Store {
+                file: uri.clone(),
+                source: boxed(e),
+            })?;
         let summary = FileSummary {
             file: uri,
             pipeline: Some(pipeline.name().to_owned()),
@@ -195,7 +217,14 @@ where
         let joined = tokio::task::spawn_blocking(move || {
             // The pipeline was routed from this same catalog, so it is there.
             let pipeline = catalog.pipeline(&name)?;
-            Some(process_file(pipeline, FileInput { name: &file, watermark_ms }, reader))
+            Some(process_file(
+                pipeline,
+                FileInput {
+                    name: &file,
+                    watermark_ms,
+                },
+                reader,
+            ))
         })
         .await;
         match joined {
@@ -230,10 +259,14 @@ where
                 for message in &messages {
                     match self.handle_message(message).await {
                         Ok(mut done) => summaries.append(&mut done),
-                        Err(()) => failures.push(serde_json::json!({ "itemIdentifier": message.message_id })),
+                        Err(()) => failures
+                            .push(serde_json::json!({ "itemIdentifier": message.message_id })),
                     }
                 }
-                Ok((serde_json::json!({ "batchItemFailures": failures }), summaries))
+                Ok((
+                    serde_json::json!({ "batchItemFailures": failures }),
+                    summaries,
+                ))
             }
         }
     }
@@ -271,7 +304,12 @@ where
         Ok(summaries)
     }
 
-    async fn park(&self, message: &QueuedMessage, file: Option<&ObjectRef>, reason: &str) -> Result<(), ()> {
+    async fn park(
+        &self,
+        message: &QueuedMessage,
+        file: Option<&ObjectRef>,
+        reason: &str,
+    ) -> Result<(), ()> {
         tracing::error!(message_id = %message.message_id, file = file.map(|f| f.uri()).unwrap_or_default(), reason, "dead-lettering");
         self.dead_letters.dead_letter(&message.body, file, reason).await.map_err(|e| {
             tracing::error!(error = %e, "cannot dead-letter; leaving the message for SQS to redrive");

@@ -3,6 +3,7 @@
 //! exactly as Lambda would (an SQS event), deletes what succeeded and makes the rest
 //! visible again after a short backoff, so SQS's redrive policy still applies.
 
+use aws_smithy_types::error::display::DisplayErrorContext;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
@@ -14,7 +15,7 @@ use crate::ingest::{FileSummary, Ingest, IngestError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
-    #[error("SQS {operation} on {queue_url} failed: {source}")]
+    #[error("SQS {operation} on {queue_url} failed: {}", DisplayErrorContext(source.as_ref()))]
     Sqs {
         operation: &'static str,
         queue_url: String,
@@ -50,7 +51,10 @@ where
         }
     }
 
-    fn sqs_error<E: Into<aws_sdk_sqs::Error>>(&self, operation: &'static str) -> impl FnOnce(E) -> RunnerError + '_ {
+    fn sqs_error<E: Into<aws_sdk_sqs::Error>>(
+        &self,
+        operation: &'static str,
+    ) -> impl FnOnce(E) -> RunnerError + '_ {
         move |e| RunnerError::Sqs {
             operation,
             queue_url: self.queue_url.clone(),
@@ -80,7 +84,11 @@ where
             .map(|m| {
                 let attributes: serde_json::Map<String, Value> = m
                     .attributes()
-                    .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), json!(v))).collect())
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| (k.as_str().to_owned(), json!(v)))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 json!({
                     "messageId": m.message_id(),
@@ -97,7 +105,11 @@ where
         let (response, summaries) = self.ingest.handle(&json!({ "Records": records })).await?;
         let failed: Vec<&str> = response["batchItemFailures"]
             .as_array()
-            .map(|f| f.iter().filter_map(|i| i["itemIdentifier"].as_str()).collect())
+            .map(|f| {
+                f.iter()
+                    .filter_map(|i| i["itemIdentifier"].as_str())
+                    .collect()
+            })
             .unwrap_or_default();
         let mut done = Vec::new();
         for message in &messages {
@@ -119,7 +131,9 @@ where
                         .id(id)
                         .receipt_handle(handle)
                         .build()
-                        .map_err(|e| self.sqs_error("DeleteMessageBatch")(aws_sdk_sqs::Error::from(e)))?,
+                        .map_err(|e| {
+                            self.sqs_error("DeleteMessageBatch")(aws_sdk_sqs::Error::from(e))
+                        })?,
                 );
             }
         }
@@ -137,7 +151,11 @@ where
 
     /// Runs until the queue has been empty for `idle` (forever when `idle` is `None`),
     /// calling `on_file` for every file handled.
-    pub async fn run(&self, idle: Option<Duration>, mut on_file: impl FnMut(&FileSummary)) -> Result<(), RunnerError> {
+    pub async fn run(
+        &self,
+        idle: Option<Duration>,
+        mut on_file: impl FnMut(&FileSummary),
+    ) -> Result<(), RunnerError> {
         let mut last_activity = Instant::now();
         loop {
             let wait = idle.map_or(Duration::from_secs(10), |i| i.min(Duration::from_secs(2)));

@@ -1,6 +1,7 @@
 //! S3 adapters: the object source the engine streams files from, and the quarantine
 //! sink that keeps bad rows as JSON lines under `quarantine/` in the output bucket.
 
+use aws_smithy_types::error::display::DisplayErrorContext;
 use std::io::Read;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -11,14 +12,14 @@ use tokio_util::io::SyncIoBridge;
 
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
-    #[error("cannot read s3://{bucket}/{key}: {source}")]
+    #[error("cannot read s3://{bucket}/{key}: {}", DisplayErrorContext(source.as_ref()))]
     Get {
         bucket: String,
         key: String,
         #[source]
         source: Box<aws_sdk_s3::Error>,
     },
-    #[error("cannot write s3://{bucket}/{key}: {source}")]
+    #[error("cannot write s3://{bucket}/{key}: {}", DisplayErrorContext(source.as_ref()))]
     Put {
         bucket: String,
         key: String,
@@ -117,7 +118,12 @@ impl S3Quarantine {
 impl QuarantineSink for S3Quarantine {
     type Error = S3Error;
 
-    async fn quarantine(&self, pipeline: &Pipeline, file: &ObjectRef, rows: &[BadRow]) -> Result<(), S3Error> {
+    async fn quarantine(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        rows: &[BadRow],
+    ) -> Result<(), S3Error> {
         if rows.is_empty() {
             return Ok(());
         }

@@ -2,10 +2,11 @@
 
 use aws_sdk_sqs::types::MessageAttributeValue;
 use aws_sdk_sqs::Client;
+use aws_smithy_types::error::display::DisplayErrorContext;
 use csvflow_core::ports::{DeadLetterSink, ObjectRef};
 
 #[derive(Debug, thiserror::Error)]
-#[error("cannot dead-letter to {queue_url}: {source}")]
+#[error("cannot dead-letter to {queue_url}: {}", DisplayErrorContext(source.as_ref()))]
 pub struct DeadLetterError {
     queue_url: String,
     #[source]
@@ -38,7 +39,12 @@ fn string_attribute(value: &str) -> Result<MessageAttributeValue, aws_sdk_sqs::e
 impl DeadLetterSink for SqsDeadLetters {
     type Error = DeadLetterError;
 
-    async fn dead_letter(&self, body: &str, file: Option<&ObjectRef>, reason: &str) -> Result<(), DeadLetterError> {
+    async fn dead_letter(
+        &self,
+        body: &str,
+        file: Option<&ObjectRef>,
+        reason: &str,
+    ) -> Result<(), DeadLetterError> {
         let fail = |source: aws_sdk_sqs::Error| DeadLetterError {
             queue_url: self.queue_url.clone(),
             source: Box::new(source),
@@ -50,9 +56,15 @@ impl DeadLetterSink for SqsDeadLetters {
             .send_message()
             .queue_url(&self.queue_url)
             .message_body(body)
-            .message_attributes("reason", string_attribute(&reason).map_err(|e| fail(e.into()))?);
+            .message_attributes(
+                "reason",
+                string_attribute(&reason).map_err(|e| fail(e.into()))?,
+            );
         if let Some(file) = file {
-            request = request.message_attributes("file", string_attribute(&file.uri()).map_err(|e| fail(e.into()))?);
+            request = request.message_attributes(
+                "file",
+                string_attribute(&file.uri()).map_err(|e| fail(e.into()))?,
+            );
         }
         request.send().await.map_err(|e| fail(e.into()))?;
         Ok(())

@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::io::Read;
 
-use crate::{BadRow, CellChange, FileReport, Pipeline};
+use crate::{BadRow, CellChange, CellKey, CellState, FileReport, Pipeline};
 
 /// Where a file came from, and which immutable version of it this is.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -71,19 +71,20 @@ pub enum FileClaim {
     Process { watermark_ms: Option<i64> },
 }
 
-/// What one commit did.
+/// What committing one chunk did.
 #[derive(Clone, Debug, Default)]
-pub struct CommitOutcome {
-    /// Cells this invocation changed (before/after), for window alerts. Cells committed
-    /// by an earlier or concurrent delivery of the same file are not repeated here.
+pub struct ChunkOutcome {
+    /// Windows this chunk changed (before/after), for window alerts.
     pub changes: Vec<CellChange>,
-    /// Write requests sent (cells, absorbed sessions and ledger items).
+    /// Write requests sent (windows, absorbed sessions and the ledger item).
     pub writes: u64,
-    /// Chunks skipped because the ledger shows them committed already.
-    pub chunks_already_done: u64,
 }
 
 /// Durable windowed state plus the per-file ledger that makes commits exactly once.
+///
+/// A file's partials are committed in deterministic chunks (see [`crate::commit`]);
+/// each chunk lands atomically together with its ledger entry, so a retry after a
+/// crash, a duplicate delivery or a concurrent duplicate skips what already landed.
 pub trait WindowStore {
     type Error: std::error::Error + Send + Sync + 'static;
 
@@ -94,14 +95,32 @@ pub trait WindowStore {
         file: &ObjectRef,
     ) -> impl Future<Output = Result<FileClaim, Self::Error>> + Send;
 
-    /// Merges the file's partials into stored state exactly once, advances the
-    /// pipeline's watermark and marks the file done.
-    fn commit(
+    /// Indexes of the file's chunks the ledger shows as committed.
+    fn committed_chunks(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+    ) -> impl Future<Output = Result<Vec<usize>, Self::Error>> + Send;
+
+    /// Merges one chunk of partials into stored state atomically with its ledger entry.
+    /// `Ok(None)` means another delivery committed this chunk first.
+    fn commit_chunk(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        index: usize,
+        cells: &[(&CellKey, &CellState)],
+    ) -> impl Future<Output = Result<Option<ChunkOutcome>, Self::Error>> + Send;
+
+    /// After the last chunk: advances the pipeline's watermark and marks the file done.
+    /// Returns the writes it made.
+    fn finish(
         &self,
         pipeline: &Pipeline,
         file: &ObjectRef,
         report: &FileReport,
-    ) -> impl Future<Output = Result<CommitOutcome, Self::Error>> + Send;
+        chunks: usize,
+    ) -> impl Future<Output = Result<u64, Self::Error>> + Send;
 
     /// Records that a file failed for good (after its last retry), with the reason.
     fn mark_failed(

@@ -139,7 +139,7 @@ impl Distinct {
                 if !set.contains(v) {
                     set.insert(v.to_string());
                     if set.len() > DISTINCT_EXACT_LIMIT {
-                        self.to_sketch();
+                        self.switch_to_sketch();
                     }
                 }
             }
@@ -147,7 +147,7 @@ impl Distinct {
         }
     }
 
-    fn to_sketch(&mut self) {
+    fn switch_to_sketch(&mut self) {
         if let Distinct::Exact(set) = self {
             let mut h = Hll::default();
             for v in set.iter() {
@@ -165,7 +165,7 @@ impl Distinct {
                 }
             }
             Distinct::Sketch(o) => {
-                self.to_sketch();
+                self.switch_to_sketch();
                 if let Distinct::Sketch(h) = self {
                     h.merge(o);
                 }

@@ -382,7 +382,10 @@ mod tests {
         assert_eq!(t.parse("2026-11-20T00:10:00.5Z"), Ok(1_795_133_400_500));
         assert_eq!(t.parse("2026-11-20 01:10:00+01:00"), Ok(1_795_133_400_000));
         assert_eq!(t.parse("2026-11-19T23:10:00-0100"), Ok(1_795_133_400_000));
-        assert_eq!(t.parse("2026-11-20T00:10:00.123456789Z"), Ok(1_795_133_400_123));
+        assert_eq!(
+            t.parse("2026-11-20T00:10:00.123456789Z"),
+            Ok(1_795_133_400_123)
+        );
         assert!(t.parse("2026-02-30T00:00:00Z").is_err());
         assert!(t.parse("2026-11-20T00:10:00Zjunk").is_err());
         assert!(t.parse("yesterday").is_err());
@@ -405,12 +408,24 @@ mod tests {
 
     #[test]
     fn epochs_and_patterns() {
-        assert_eq!(p(TimeFormat::EpochS, None).parse("1795133400"), Ok(1_795_133_400_000));
-        assert_eq!(p(TimeFormat::EpochS, None).parse("1795133400.25"), Ok(1_795_133_400_250));
-        assert_eq!(p(TimeFormat::EpochMs, None).parse("1795133400123"), Ok(1_795_133_400_123));
+        assert_eq!(
+            p(TimeFormat::EpochS, None).parse("1795133400"),
+            Ok(1_795_133_400_000)
+        );
+        assert_eq!(
+            p(TimeFormat::EpochS, None).parse("1795133400.25"),
+            Ok(1_795_133_400_250)
+        );
+        assert_eq!(
+            p(TimeFormat::EpochMs, None).parse("1795133400123"),
+            Ok(1_795_133_400_123)
+        );
         assert!(p(TimeFormat::EpochMs, None).parse("soon").is_err());
         let f = TimeFormat::from_config("%d/%m/%Y %H:%M").unwrap();
-        assert_eq!(p(f.clone(), None).parse("20/11/2026 00:10"), Ok(1_795_133_400_000));
+        assert_eq!(
+            p(f.clone(), None).parse("20/11/2026 00:10"),
+            Ok(1_795_133_400_000)
+        );
         assert_eq!(
             p(f, Some("America/New_York")).parse("19/11/2026 19:10"),
             Ok(1_795_133_400_000)
@@ -418,7 +433,10 @@ mod tests {
         let d = TimeFormat::from_config("%Y%m%d").unwrap();
         assert_eq!(p(d, None).parse("19700102"), Ok(86_400_000));
         let z = TimeFormat::from_config("%Y-%m-%d %H:%M:%S %z").unwrap();
-        assert_eq!(p(z, None).parse("2026-11-20 01:10:00 +0100"), Ok(1_795_133_400_000));
+        assert_eq!(
+            p(z, None).parse("2026-11-20 01:10:00 +0100"),
+            Ok(1_795_133_400_000)
+        );
         assert!(TimeFormat::from_config("%Q").is_err());
         assert!(TimeFormat::from_config("unix_ns").is_err());
     }

@@ -46,7 +46,9 @@ impl WindowSpec {
 /// Parses a duration like `10m`, `1h30m`, `500ms`, `2d`, `90s` into milliseconds (> 0).
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     let bad = || {
-        format!("bad duration \"{s}\" (expected e.g. \"500ms\", \"30s\", \"10m\", \"1h30m\", \"1d\")")
+        format!(
+            "bad duration \"{s}\" (expected e.g. \"500ms\", \"30s\", \"10m\", \"1h30m\", \"1d\")"
+        )
     };
     let t = s.trim();
     if t.is_empty() {

@@ -103,9 +103,15 @@ impl WindowItem<'_> {
             .collect();
         let pipeline = self.pipeline.name();
         Ok(HashMap::from([
-            ("pk".into(), s(window_pk(pipeline, &self.key.aggregate, &self.key.group))),
+            (
+                "pk".into(),
+                s(window_pk(pipeline, &self.key.aggregate, &self.key.group)),
+            ),
             ("sk".into(), s(window_sk(self.key.start_ms))),
-            ("agg".into(), s(aggregate_tag(pipeline, &self.key.aggregate))),
+            (
+                "agg".into(),
+                s(aggregate_tag(pipeline, &self.key.aggregate)),
+            ),
             ("pipeline".into(), s(pipeline)),
             ("aggregate".into(), s(self.key.aggregate.clone())),
             (
@@ -116,7 +122,10 @@ impl WindowItem<'_> {
             ("window_end".into(), n(self.key.end_ms)),
             ("metrics".into(), AttributeValue::M(metrics)),
             ("state".into(), s(serde_json::to_string(self.state)?)),
-            ("reopened".into(), AttributeValue::Bool(self.state.reopened())),
+            (
+                "reopened".into(),
+                AttributeValue::Bool(self.state.reopened()),
+            ),
             ("version".into(), n(self.version)),
             ("expires_at".into(), n(self.expires_at)),
             ("last_file".into(), s(self.file)),
@@ -134,11 +143,15 @@ pub struct CorruptItem {
 }
 
 fn attr_s<'a>(item: &'a Item, name: &str) -> Option<&'a str> {
-    item.get(name).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(name)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 fn attr_n<T: std::str::FromStr>(item: &Item, name: &str) -> Option<T> {
-    item.get(name).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+    item.get(name)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Reads a window item back into its key and partial.
@@ -154,7 +167,11 @@ pub fn read_window(item: &Item) -> Result<StoredWindow, CorruptItem> {
         .and_then(|g| g.as_l().ok())
         .ok_or_else(|| corrupt("no group"))?
         .iter()
-        .map(|v| v.as_s().cloned().map_err(|_| corrupt("group value is not a string")))
+        .map(|v| {
+            v.as_s()
+                .cloned()
+                .map_err(|_| corrupt("group value is not a string"))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let start_ms = attr_n(item, "window_start").ok_or_else(|| corrupt("no window_start"))?;
     let end_ms = attr_n(item, "window_end").ok_or_else(|| corrupt("no window_end"))?;
@@ -180,16 +197,30 @@ mod tests {
 
     #[test]
     fn sort_keys_sort_like_the_numbers() {
-        let mut starts = vec![-5_000i64, 0, 60_000, -1, i64::MAX, i64::MIN, 1_763_596_800_000];
+        let mut starts = vec![
+            -5_000i64,
+            0,
+            60_000,
+            -1,
+            i64::MAX,
+            i64::MIN,
+            1_795_132_800_000,
+        ];
         let mut keys: Vec<String> = starts.iter().map(|s| window_sk(*s)).collect();
         starts.sort();
         keys.sort();
-        assert_eq!(keys, starts.iter().map(|s| window_sk(*s)).collect::<Vec<_>>());
+        assert_eq!(
+            keys,
+            starts.iter().map(|s| window_sk(*s)).collect::<Vec<_>>()
+        );
     }
 
     #[test]
     fn partition_keys_separate_group_values() {
-        assert_eq!(window_pk("p", "a", &["x".into(), "y".into()]), "p#a#x\u{1f}y");
+        assert_eq!(
+            window_pk("p", "a", &["x".into(), "y".into()]),
+            "p#a#x\u{1f}y"
+        );
         assert_eq!(window_pk("p", "a", &[]), "p#a#");
     }
 }

@@ -12,25 +12,24 @@ pub mod items;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
-use csvflow_core::ports::{CommitOutcome, FileClaim, ObjectRef, WindowStore};
-use csvflow_core::{merge_sessions, Aggregate, CellChange, CellKey, CellState, FileReport, Pipeline};
+use aws_smithy_types::error::display::DisplayErrorContext;
+use csvflow_core::ports::{ChunkOutcome, FileClaim, ObjectRef, WindowStore};
+use csvflow_core::{
+    merge_sessions, Aggregate, CellChange, CellKey, CellState, FileReport, Pipeline,
+};
 
 use items::{Item, StoredWindow, WindowItem};
 
 /// Most window writes in one transaction (DynamoDB allows 100 actions; one is the ledger).
 const CHUNK_WRITES: usize = 99;
-/// Session cells may absorb stored sessions (deletes), so their chunks hold fewer cells.
-const SESSION_CHUNK_CELLS: usize = 33;
 /// Attempts per chunk when concurrent writers keep winning the race.
 const CHUNK_ATTEMPTS: u32 = 12;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("DynamoDB {operation} on {table} failed: {source}")]
+    #[error("DynamoDB {operation} on {table} failed: {}", DisplayErrorContext(source.as_ref()))]
     Dynamo {
         operation: &'static str,
         table: String,
@@ -113,7 +112,12 @@ impl DynamoStore {
 
     /// Reads an aggregate's stored windows: one group's when `group` is given (a Query),
     /// otherwise all of them (a Scan filtered on the aggregate; for tools, not hot paths).
-    pub async fn windows(&self, pipeline: &str, aggregate: &str, group: Option<&[String]>) -> Result<Vec<StoredWindow>, StoreError> {
+    pub async fn windows(
+        &self,
+        pipeline: &str,
+        aggregate: &str,
+        group: Option<&[String]>,
+    ) -> Result<Vec<StoredWindow>, StoreError> {
         let table = &self.config.windows_table;
         let mut found = Vec::new();
         match group {
@@ -123,13 +127,18 @@ impl DynamoStore {
                     .query()
                     .table_name(table)
                     .key_condition_expression("pk = :pk")
-                    .expression_attribute_values(":pk", items::s(items::window_pk(pipeline, aggregate, group)))
+                    .expression_attribute_values(
+                        ":pk",
+                        items::s(items::window_pk(pipeline, aggregate, group)),
+                    )
                     .consistent_read(true)
                     .into_paginator()
                     .items()
                     .send();
                 while let Some(item) = pages.next().await {
-                    found.push(items::read_window(&item.map_err(self.dynamo_error("Query", table))?)?);
+                    found.push(items::read_window(
+                        &item.map_err(self.dynamo_error("Query", table))?,
+                    )?);
                 }
             }
             None => {
@@ -138,13 +147,18 @@ impl DynamoStore {
                     .scan()
                     .table_name(table)
                     .filter_expression("agg = :agg")
-                    .expression_attribute_values(":agg", items::s(items::aggregate_tag(pipeline, aggregate)))
+                    .expression_attribute_values(
+                        ":agg",
+                        items::s(items::aggregate_tag(pipeline, aggregate)),
+                    )
                     .consistent_read(true)
                     .into_paginator()
                     .items()
                     .send();
                 while let Some(item) = pages.next().await {
-                    found.push(items::read_window(&item.map_err(self.dynamo_error("Scan", table))?)?);
+                    found.push(items::read_window(
+                        &item.map_err(self.dynamo_error("Scan", table))?,
+                    )?);
                 }
             }
         }
@@ -153,7 +167,9 @@ impl DynamoStore {
 
     /// The pipeline's watermark: max event time seen minus the allowed lateness.
     pub async fn watermark_ms(&self, pipeline: &Pipeline) -> Result<Option<i64>, StoreError> {
-        let item = self.get_ledger(&items::watermark_pk(pipeline.name()), "watermark").await?;
+        let item = self
+            .get_ledger(&items::watermark_pk(pipeline.name()), "watermark")
+            .await?;
         Ok(item
             .as_ref()
             .and_then(|i| i.get("max_event_ms"))
@@ -162,7 +178,7 @@ impl DynamoStore {
             .map(|max| max.saturating_sub(pipeline.allowed_lateness_ms())))
     }
 
-    async fn committed_chunks(&self, file_pk: &str) -> Result<Vec<usize>, StoreError> {
+    async fn chunks_in_ledger(&self, file_pk: &str) -> Result<Vec<usize>, StoreError> {
         let table = &self.config.ledger_table;
         let mut done = Vec::new();
         let mut pages = self
@@ -192,7 +208,11 @@ impl DynamoStore {
 
     /// Reads the stored windows a chunk touches: exact cells by key, and for session
     /// aggregates every stored session of the group that could touch the new ones.
-    async fn load(&self, pipeline: &Pipeline, cells: &[(&CellKey, &CellState)]) -> Result<BTreeMap<(String, String), StoredWindow>, StoreError> {
+    async fn load(
+        &self,
+        pipeline: &Pipeline,
+        cells: &[(&CellKey, &CellState)],
+    ) -> Result<BTreeMap<(String, String), StoredWindow>, StoreError> {
         let mut loaded = BTreeMap::new();
         let mut exact: Vec<Item> = Vec::new();
         for (key, _) in cells {
@@ -200,7 +220,10 @@ impl DynamoStore {
             let pk = items::window_pk(pipeline.name(), &key.aggregate, &key.group);
             match aggregate.session_gap_ms() {
                 Some(gap) => {
-                    for stored in self.sessions_near(&pk, key.start_ms - gap, key.end_ms + gap).await? {
+                    for stored in self
+                        .sessions_near(&pk, key.start_ms - gap, key.end_ms + gap)
+                        .await?
+                    {
                         loaded.insert((pk.clone(), items::window_sk(stored.key.start_ms)), stored);
                     }
                 }
@@ -227,9 +250,15 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(self.dynamo_error("BatchGetItem", table))?;
-                for item in out.responses.unwrap_or_default().remove(table).unwrap_or_default() {
+                for item in out
+                    .responses
+                    .unwrap_or_default()
+                    .remove(table)
+                    .unwrap_or_default()
+                {
                     let stored = items::read_window(&item)?;
-                    let pk = items::window_pk(pipeline.name(), &stored.key.aggregate, &stored.key.group);
+                    let pk =
+                        items::window_pk(pipeline.name(), &stored.key.aggregate, &stored.key.group);
                     loaded.insert((pk, items::window_sk(stored.key.start_ms)), stored);
                 }
                 wanted = out
@@ -247,7 +276,12 @@ impl DynamoStore {
 
     /// Stored sessions of one group overlapping `[from_ms, to_ms]`. Sessions of a group
     /// never overlap, so walking back from `to_ms` can stop at the first that ends early.
-    async fn sessions_near(&self, pk: &str, from_ms: i64, to_ms: i64) -> Result<Vec<StoredWindow>, StoreError> {
+    async fn sessions_near(
+        &self,
+        pk: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<StoredWindow>, StoreError> {
         let table = &self.config.windows_table;
         let mut found = Vec::new();
         let mut pages = self
@@ -272,24 +306,26 @@ impl DynamoStore {
         Ok(found)
     }
 
-    /// Commits one chunk: load, merge, and write conditionally with its ledger item.
+    /// Commits one chunk: load, merge, and write conditionally with its ledger item,
+    /// retrying when a concurrent writer changed a window in between.
     /// Returns `None` when the ledger shows a concurrent delivery committed it first.
-    async fn commit_chunk(
+    async fn write_chunk(
         &self,
         pipeline: &Pipeline,
         file: &ObjectRef,
-        file_pk: &str,
         index: usize,
         cells: &[(&CellKey, &CellState)],
-    ) -> Result<Option<(Vec<CellChange>, u64)>, StoreError> {
+    ) -> Result<Option<ChunkOutcome>, StoreError> {
+        let file_pk = &items::file_pk(pipeline.name(), file);
         for attempt in 1..=CHUNK_ATTEMPTS {
             let loaded = self.load(pipeline, cells).await?;
             let plan = plan_chunk(pipeline, &loaded, cells)?;
-            let mut actions = Vec::with_capacity(plan.writes.len() + plan.deletes.len() + 1);
+            let mut actions = Vec::with_capacity(plan.changes.len() + plan.deletes.len() + 1);
             let file_uri = file.uri();
             for change in &plan.changes {
                 let aggregate = aggregate_of(pipeline, &change.key.aggregate)?;
-                let pk = items::window_pk(pipeline.name(), &change.key.aggregate, &change.key.group);
+                let pk =
+                    items::window_pk(pipeline.name(), &change.key.aggregate, &change.key.group);
                 let previous = loaded.get(&(pk, items::window_sk(change.key.start_ms)));
                 let item = WindowItem {
                     pipeline,
@@ -301,10 +337,19 @@ impl DynamoStore {
                     file: &file_uri,
                 }
                 .to_item()?;
-                actions.push(put_if_version(&self.config.windows_table, item, previous.map(|p| p.version))?);
+                actions.push(put_if_version(
+                    &self.config.windows_table,
+                    item,
+                    previous.map(|p| p.version),
+                )?);
             }
             for (pk, sk, version) in &plan.deletes {
-                actions.push(delete_if_version(&self.config.windows_table, pk, sk, *version)?);
+                actions.push(delete_if_version(
+                    &self.config.windows_table,
+                    pk,
+                    sk,
+                    *version,
+                )?);
             }
             if actions.len() > CHUNK_WRITES {
                 return Err(StoreError::ChunkTooLarge {
@@ -314,11 +359,27 @@ impl DynamoStore {
                 });
             }
             let writes = actions.len() as u64 + 1;
-            actions.push(ledger_chunk_put(&self.config.ledger_table, file_pk, index, cells.len())?);
+            actions.push(ledger_chunk_put(
+                &self.config.ledger_table,
+                file_pk,
+                index,
+                cells.len(),
+            )?);
             let ledger_position = actions.len() - 1;
             let table = &self.config.windows_table;
-            match self.client.transact_write_items().set_transact_items(Some(actions)).send().await {
-                Ok(_) => return Ok(Some((plan.changes, writes))),
+            match self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(actions))
+                .send()
+                .await
+            {
+                Ok(_) => {
+                    return Ok(Some(ChunkOutcome {
+                        changes: plan.changes,
+                        writes,
+                    }))
+                }
                 Err(error) => {
                     let error: aws_sdk_dynamodb::Error = error.into();
                     match classify_cancellation(&error, ledger_position) {
@@ -346,7 +407,11 @@ impl DynamoStore {
     }
 
     /// Raises the pipeline's max event time (never lowers it).
-    async fn advance_watermark(&self, pipeline: &Pipeline, max_event_ms: i64) -> Result<(), StoreError> {
+    async fn advance_watermark(
+        &self,
+        pipeline: &Pipeline,
+        max_event_ms: i64,
+    ) -> Result<(), StoreError> {
         let table = &self.config.ledger_table;
         let result = self
             .client
@@ -361,14 +426,29 @@ impl DynamoStore {
             .await;
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(())
+            }
             Err(e) => Err(self.dynamo_error("UpdateItem", table)(e)),
         }
     }
 
-    async fn set_file_status(&self, file_pk: &str, status: &str, extra: &[(&str, AttributeValue)]) -> Result<(), StoreError> {
+    /// Sets the file record's status and figures. Every attribute goes through an
+    /// expression name, as several (`status`, `rows`, ...) are DynamoDB reserved words.
+    async fn set_file_status(
+        &self,
+        file_pk: &str,
+        status: &str,
+        extra: &[(&str, AttributeValue)],
+    ) -> Result<(), StoreError> {
         let table = &self.config.ledger_table;
-        let mut expression = String::from("SET #status = :status, finished_at = :now");
+        let mut assignments = vec![
+            "#status = :status".to_owned(),
+            "#finished_at = :finished_at".to_owned(),
+        ];
         let mut request = self
             .client
             .update_item()
@@ -377,13 +457,16 @@ impl DynamoStore {
             .key("sk", items::s("file"))
             .expression_attribute_names("#status", "status")
             .expression_attribute_values(":status", items::s(status))
-            .expression_attribute_values(":now", items::n(now_ms()));
+            .expression_attribute_names("#finished_at", "finished_at")
+            .expression_attribute_values(":finished_at", items::n(now_ms()));
         for (name, value) in extra {
-            expression.push_str(&format!(", {name} = :{name}"));
-            request = request.expression_attribute_values(format!(":{name}"), value.clone());
+            assignments.push(format!("#{name} = :{name}"));
+            request = request
+                .expression_attribute_names(format!("#{name}"), *name)
+                .expression_attribute_values(format!(":{name}"), value.clone());
         }
         request
-            .update_expression(expression)
+            .update_expression(format!("SET {}", assignments.join(", ")))
             .send()
             .await
             .map_err(self.dynamo_error("UpdateItem", table))?;
@@ -410,7 +493,10 @@ impl WindowStore for DynamoStore {
             .item("status", items::s("started"))
             .item("file", items::s(file.uri()))
             .item("started_at", items::n(now_ms()))
-            .item("expires_at", items::n(expires_at(now_ms(), LEDGER_RETENTION)))
+            .item(
+                "expires_at",
+                items::n(expires_at(now_ms(), LEDGER_RETENTION)),
+            )
             .condition_expression("attribute_not_exists(pk)");
         if let Some(w) = watermark {
             put = put.item("watermark_ms", items::n(w));
@@ -419,8 +505,13 @@ impl WindowStore for DynamoStore {
             put = put.item("sequencer", items::s(sequencer));
         }
         match put.send().await {
-            Ok(_) => Ok(FileClaim::Process { watermark_ms: watermark }),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+            Ok(_) => Ok(FileClaim::Process {
+                watermark_ms: watermark,
+            }),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
                 // A concurrent delivery claimed it first: use the watermark it fixed.
                 let record = self.get_ledger(&file_pk, "file").await?.unwrap_or_default();
                 Ok(claim_from_record(&record))
@@ -429,32 +520,42 @@ impl WindowStore for DynamoStore {
         }
     }
 
-    async fn commit(&self, pipeline: &Pipeline, file: &ObjectRef, report: &FileReport) -> Result<CommitOutcome, StoreError> {
-        let file_pk = items::file_pk(pipeline.name(), file);
-        let chunks = plan_chunks(pipeline, report)?;
-        let done = self.committed_chunks(&file_pk).await?;
-        let mut outcome = CommitOutcome::default();
-        for (index, cells) in chunks.iter().enumerate() {
-            if done.contains(&index) {
-                outcome.chunks_already_done += 1;
-                continue;
-            }
-            match self.commit_chunk(pipeline, file, &file_pk, index, cells).await? {
-                Some((changes, writes)) => {
-                    outcome.changes.extend(changes);
-                    outcome.writes += writes;
-                }
-                None => outcome.chunks_already_done += 1,
-            }
-        }
+    async fn committed_chunks(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+    ) -> Result<Vec<usize>, StoreError> {
+        self.chunks_in_ledger(&items::file_pk(pipeline.name(), file))
+            .await
+    }
+
+    async fn commit_chunk(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        index: usize,
+        cells: &[(&CellKey, &CellState)],
+    ) -> Result<Option<ChunkOutcome>, StoreError> {
+        self.write_chunk(pipeline, file, index, cells).await
+    }
+
+    async fn finish(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        report: &FileReport,
+        chunks: usize,
+    ) -> Result<u64, StoreError> {
+        let mut writes = 1;
         if let Some(max) = report.max_event_ms {
             self.advance_watermark(pipeline, max).await?;
+            writes += 1;
         }
         self.set_file_status(
-            &file_pk,
+            &items::file_pk(pipeline.name(), file),
             "done",
             &[
-                ("chunks", items::n(chunks.len())),
+                ("chunks", items::n(chunks)),
                 ("cells", items::n(report.stats.cells)),
                 ("rows", items::n(report.stats.rows)),
                 ("bad", items::n(report.stats.bad)),
@@ -462,14 +563,22 @@ impl WindowStore for DynamoStore {
             ],
         )
         .await?;
-        outcome.writes += 2;
-        Ok(outcome)
+        Ok(writes)
     }
 
-    async fn mark_failed(&self, pipeline: &Pipeline, file: &ObjectRef, reason: &str) -> Result<(), StoreError> {
+    async fn mark_failed(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        reason: &str,
+    ) -> Result<(), StoreError> {
         let file_pk = items::file_pk(pipeline.name(), file);
-        self.set_file_status(&file_pk, "failed", &[("reason", items::s(reason)), ("file", items::s(file.uri()))])
-            .await
+        self.set_file_status(
+            &file_pk,
+            "failed",
+            &[("reason", items::s(reason)), ("file", items::s(file.uri()))],
+        )
+        .await
     }
 }
 
@@ -477,7 +586,12 @@ impl WindowStore for DynamoStore {
 const LEDGER_RETENTION: Duration = Duration::from_secs(90 * 24 * 3600);
 
 fn claim_from_record(record: &Item) -> FileClaim {
-    if record.get("status").and_then(|v| v.as_s().ok()).map(String::as_str) == Some("done") {
+    if record
+        .get("status")
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        == Some("done")
+    {
         return FileClaim::Done;
     }
     FileClaim::Process {
@@ -489,35 +603,12 @@ fn claim_from_record(record: &Item) -> FileClaim {
 }
 
 fn aggregate_of<'p>(pipeline: &'p Pipeline, name: &str) -> Result<&'p Aggregate, StoreError> {
-    pipeline.aggregate(name).ok_or_else(|| StoreError::UnknownAggregate {
-        pipeline: pipeline.name().to_owned(),
-        aggregate: name.to_owned(),
-    })
-}
-
-type ChunkCells<'r> = Vec<(&'r CellKey, &'r CellState)>;
-
-/// Cuts a file's cells into deterministic chunks: the same file always gives the same
-/// chunks, which is what lets the ledger recognise a chunk on a retry. Cells of one
-/// session group stay in one chunk so their merges see each other.
-fn plan_chunks<'r>(pipeline: &Pipeline, report: &'r FileReport) -> Result<Vec<ChunkCells<'r>>, StoreError> {
-    let mut chunks: Vec<ChunkCells<'r>> = Vec::new();
-    let mut current: ChunkCells<'r> = Vec::new();
-    let mut previous_group: Option<(&str, &[String])> = None;
-    for (key, state) in &report.cells {
-        let session = aggregate_of(pipeline, &key.aggregate)?.is_session();
-        let limit = if session { SESSION_CHUNK_CELLS } else { CHUNK_WRITES };
-        let same_group = previous_group == Some((key.aggregate.as_str(), key.group.as_slice()));
-        if current.len() >= limit && !(session && same_group) {
-            chunks.push(std::mem::take(&mut current));
-        }
-        current.push((key, state));
-        previous_group = Some((key.aggregate.as_str(), key.group.as_slice()));
-    }
-    if !current.is_empty() {
-        chunks.push(current);
-    }
-    Ok(chunks)
+    pipeline
+        .aggregate(name)
+        .ok_or_else(|| StoreError::UnknownAggregate {
+            pipeline: pipeline.name().to_owned(),
+            aggregate: name.to_owned(),
+        })
 }
 
 /// The writes one chunk needs, worked out in memory from what was loaded.
@@ -549,7 +640,9 @@ fn plan_chunk(
                 let near: Vec<Slot> = view
                     .range((pk.clone(), String::new())..)
                     .take_while(|((p, _), _)| *p == pk)
-                    .filter(|(_, (k, _))| k.start_ms <= key.end_ms + gap && key.start_ms <= k.end_ms + gap)
+                    .filter(|(_, (k, _))| {
+                        k.start_ms <= key.end_ms + gap && key.start_ms <= k.end_ms + gap
+                    })
                     .map(|(slot, _)| slot.clone())
                     .collect();
                 let mut absorbed = Vec::new();
@@ -561,7 +654,8 @@ fn plan_chunk(
                         existing.push(window);
                     }
                 }
-                let (merged_key, merged) = merge_sessions(gap, existing, ((*key).clone(), (*partial).clone()));
+                let (merged_key, merged) =
+                    merge_sessions(gap, existing, ((*key).clone(), (*partial).clone()));
                 let slot = (pk, items::window_sk(merged_key.start_ms));
                 absorbed.retain(|k| k.start_ms != merged_key.start_ms);
                 touched.insert(slot.clone(), absorbed);
@@ -582,7 +676,10 @@ fn plan_chunk(
     let mut changes = Vec::with_capacity(touched.len());
     for (slot, removed) in touched {
         if let Some((key, after)) = view.get(&slot) {
-            let mut removed: Vec<CellKey> = removed.into_iter().filter(|k| loaded.values().any(|l| &l.key == k)).collect();
+            let mut removed: Vec<CellKey> = removed
+                .into_iter()
+                .filter(|k| loaded.values().any(|l| &l.key == k))
+                .collect();
             removed.dedup();
             changes.push(CellChange {
                 key: key.clone(),
@@ -600,7 +697,11 @@ fn plan_chunk(
     Ok(ChunkPlan { changes, deletes })
 }
 
-fn put_if_version(table: &str, item: Item, read_version: Option<u64>) -> Result<TransactWriteItem, StoreError> {
+fn put_if_version(
+    table: &str,
+    item: Item,
+    read_version: Option<u64>,
+) -> Result<TransactWriteItem, StoreError> {
     let put = Put::builder().table_name(table).set_item(Some(item));
     let put = match read_version {
         Some(v) => put
@@ -611,7 +712,12 @@ fn put_if_version(table: &str, item: Item, read_version: Option<u64>) -> Result<
     Ok(TransactWriteItem::builder().put(put.build()?).build())
 }
 
-fn delete_if_version(table: &str, pk: &str, sk: &str, version: u64) -> Result<TransactWriteItem, StoreError> {
+fn delete_if_version(
+    table: &str,
+    pk: &str,
+    sk: &str,
+    version: u64,
+) -> Result<TransactWriteItem, StoreError> {
     let delete = Delete::builder()
         .table_name(table)
         .key("pk", items::s(pk))
@@ -622,14 +728,22 @@ fn delete_if_version(table: &str, pk: &str, sk: &str, version: u64) -> Result<Tr
     Ok(TransactWriteItem::builder().delete(delete).build())
 }
 
-fn ledger_chunk_put(table: &str, file_pk: &str, index: usize, cells: usize) -> Result<TransactWriteItem, StoreError> {
+fn ledger_chunk_put(
+    table: &str,
+    file_pk: &str,
+    index: usize,
+    cells: usize,
+) -> Result<TransactWriteItem, StoreError> {
     let put = Put::builder()
         .table_name(table)
         .item("pk", items::s(file_pk))
         .item("sk", items::s(items::chunk_sk(index)))
         .item("cells", items::n(cells))
         .item("committed_at", items::n(now_ms()))
-        .item("expires_at", items::n(expires_at(now_ms(), LEDGER_RETENTION)))
+        .item(
+            "expires_at",
+            items::n(expires_at(now_ms(), LEDGER_RETENTION)),
+        )
         .condition_expression("attribute_not_exists(pk)")
         .build()?;
     Ok(TransactWriteItem::builder().put(put).build())
@@ -666,7 +780,10 @@ fn classify_cancellation(error: &aws_sdk_dynamodb::Error, ledger_position: usize
 /// Exponential backoff with full jitter, capped at two seconds.
 fn backoff(attempt: u32) -> Duration {
     let cap_ms = (25u64 << attempt.min(7)).min(2_000);
-    let jitter = (now_ms() as u64).wrapping_mul(6364136223846793005).rotate_left(17) % cap_ms.max(1);
+    let jitter = (now_ms() as u64)
+        .wrapping_mul(6364136223846793005)
+        .rotate_left(17)
+        % cap_ms.max(1);
     Duration::from_millis(jitter.max(5))
 }
 
@@ -680,4 +797,3 @@ fn now_ms() -> i64 {
 fn expires_at(end_ms: i64, retention: Duration) -> i64 {
     end_ms / 1000 + retention.as_secs() as i64
 }
-

@@ -1,0 +1,88 @@
+//! Committing a file's partials through a [`WindowStore`]: cut them into deterministic
+//! chunks (the same file always gives the same chunks, which is what lets the ledger
+//! recognise a chunk on a retry), skip the chunks the ledger has, commit the rest, then
+//! finish the file. The store decides how a chunk lands atomically.
+
+use crate::ports::{ObjectRef, WindowStore};
+use crate::{CellChange, CellKey, CellState, FileReport, Pipeline};
+
+/// Most window cells in one chunk (DynamoDB allows 100 actions per transaction; one is
+/// the ledger entry).
+pub const CHUNK_CELLS: usize = 99;
+/// Session cells may absorb stored sessions (one delete each), so their chunks hold fewer.
+pub const SESSION_CHUNK_CELLS: usize = 33;
+
+/// One chunk: cells in key order.
+pub type Chunk<'r> = Vec<(&'r CellKey, &'r CellState)>;
+
+/// Cuts a file's cells into chunks. Deterministic in the report alone. The cells of one
+/// session group stay in one chunk so their merges see each other.
+pub fn plan_chunks<'r>(pipeline: &Pipeline, report: &'r FileReport) -> Vec<Chunk<'r>> {
+    let mut chunks: Vec<Chunk<'r>> = Vec::new();
+    let mut current: Chunk<'r> = Vec::new();
+    let mut previous: Option<&CellKey> = None;
+    for (key, state) in &report.cells {
+        let session = pipeline
+            .aggregate(&key.aggregate)
+            .is_some_and(|a| a.is_session());
+        let limit = if session {
+            SESSION_CHUNK_CELLS
+        } else {
+            CHUNK_CELLS
+        };
+        let same_group =
+            previous.is_some_and(|p| p.aggregate == key.aggregate && p.group == key.group);
+        if current.len() >= limit && !(session && same_group) {
+            chunks.push(std::mem::take(&mut current));
+        }
+        current.push((key, state));
+        previous = Some(key);
+    }
+    if !current.is_empty() {
+        chunks.push(current);
+    }
+    chunks
+}
+
+/// What committing a file did.
+#[derive(Clone, Debug, Default)]
+pub struct CommitOutcome {
+    /// Windows this invocation changed (chunks committed by an earlier or concurrent
+    /// delivery of the same file are not repeated), for window alerts.
+    pub changes: Vec<CellChange>,
+    /// Write requests sent: windows, absorbed sessions, ledger entries, watermark.
+    pub writes: u64,
+    pub chunks: usize,
+    /// Chunks skipped because the ledger shows them committed already.
+    pub chunks_already_done: usize,
+}
+
+/// Commits a processed file exactly once.
+pub async fn commit_file<W: WindowStore>(
+    store: &W,
+    pipeline: &Pipeline,
+    file: &ObjectRef,
+    report: &FileReport,
+) -> Result<CommitOutcome, W::Error> {
+    let chunks = plan_chunks(pipeline, report);
+    let done = store.committed_chunks(pipeline, file).await?;
+    let mut outcome = CommitOutcome {
+        chunks: chunks.len(),
+        ..CommitOutcome::default()
+    };
+    for (index, cells) in chunks.iter().enumerate() {
+        if done.contains(&index) {
+            outcome.chunks_already_done += 1;
+            continue;
+        }
+        match store.commit_chunk(pipeline, file, index, cells).await? {
+            Some(chunk) => {
+                outcome.changes.extend(chunk.changes);
+                outcome.writes += chunk.writes;
+            }
+            None => outcome.chunks_already_done += 1,
+        }
+    }
+    outcome.writes += store.finish(pipeline, file, report, chunks.len()).await?;
+    Ok(outcome)
+}
