@@ -148,6 +148,12 @@ fn local_run_csv(files: &[String]) -> anyhow::Result<String> {
     Ok(String::from_utf8(out)?)
 }
 
+/// Ledger writes on top of one write per cell: one entry per chunk of 99 cells, plus
+/// the watermark and the file record.
+fn ledger_overhead(cells: u64) -> u64 {
+    cells.div_ceil(99) + 2
+}
+
 /// Compares two window tables cell by cell; floats may differ in the last bits (sums
 /// merged in another order), nothing else may.
 fn assert_same_windows(actual: &str, expected: &str) {
@@ -264,7 +270,7 @@ async fn eight_concurrent_files_equal_a_local_run() -> anyhow::Result<()> {
         let summary = task.await??;
         assert_eq!(summary.status, FileStatus::Committed);
         assert!(
-            summary.writes <= summary.cells + 4,
+            summary.writes <= summary.cells + ledger_overhead(summary.cells),
             "writes scale with cells: {summary:?}"
         );
     }

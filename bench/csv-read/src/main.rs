@@ -29,7 +29,10 @@ fn main() -> ExitCode {
     match count(&path) {
         Ok(records) => {
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            println!("records={records} bytes={bytes} seconds={:.4}", t0.elapsed().as_secs_f64());
+            println!(
+                "records={records} bytes={bytes} seconds={:.4}",
+                t0.elapsed().as_secs_f64()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => {

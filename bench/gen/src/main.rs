@@ -141,7 +141,11 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        let num = || value.parse::<u64>().map_err(|e| format!("{flag} {value}: {e}"));
+        let num = || {
+            value
+                .parse::<u64>()
+                .map_err(|e| format!("{flag} {value}: {e}"))
+        };
         match flag.as_str() {
             "--rows" => args.rows = num()?,
             "--hours" => args.hours = num()?,
@@ -193,7 +197,11 @@ fn generate(a: &Args) -> std::io::Result<u64> {
     for i in 0..a.rows {
         // Even spread over the span, minus 0-3 s of jitter on a quarter of the rows.
         let base = start + (i as u128 * span as u128 / a.rows as u128) as i64;
-        let jitter = if rng.below(4) == 0 { rng.below(4) as i64 } else { 0 };
+        let jitter = if rng.below(4) == 0 {
+            rng.below(4) as i64
+        } else {
+            0
+        };
         let t = (base - jitter).max(start);
         let (day, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400) as u64);
         if day != day_cache.0 {
@@ -292,6 +300,9 @@ mod tests {
             let (y, m, dd) = civil_from_days(d);
             assert_eq!(days_from_civil(y, m, dd), d);
         }
-        assert_eq!(civil_from_days(days_from_civil(2026, 11, 20)), (2026, 11, 20));
+        assert_eq!(
+            civil_from_days(days_from_civil(2026, 11, 20)),
+            (2026, 11, 20)
+        );
     }
 }

@@ -69,7 +69,7 @@ pub enum FileStatus {
 }
 
 /// The per-file figures logged, returned and published as metrics.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct FileSummary {
     pub file: String,
     pub pipeline: Option<String>,
@@ -314,6 +314,23 @@ where
         self.dead_letters.dead_letter(&message.body, file, reason).await.map_err(|e| {
             tracing::error!(error = %e, "cannot dead-letter; leaving the message for SQS to redrive");
         })
+    }
+}
+
+impl std::fmt::Debug for FileSummary {
+    /// The figures only: `changes` can hold thousands of window states.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSummary")
+            .field("file", &self.file)
+            .field("pipeline", &self.pipeline)
+            .field("status", &self.status)
+            .field("rows", &self.rows)
+            .field("bad", &self.bad)
+            .field("late", &self.late)
+            .field("cells", &self.cells)
+            .field("writes", &self.writes)
+            .field("changes", &self.changes.len())
+            .finish_non_exhaustive()
     }
 }
 
