@@ -43,7 +43,7 @@ pub struct IngestSettings {
 
 impl IngestSettings {
     /// Reads `WINDOWS_TABLE`, `LEDGER_TABLE`, `OUTPUT_BUCKET`, `DEAD_LETTER_QUEUE_URL`,
-    /// `PIPELINES_URI`, and optionally `RETENTION_DAYS` (35) and `MAX_ATTEMPTS` (3).
+    /// `PIPELINES_URI`, and optionally `WINDOW_RETENTION_DAYS` (35) and `MAX_ATTEMPTS` (3).
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
         let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
@@ -61,7 +61,7 @@ impl IngestSettings {
             output_bucket: var("OUTPUT_BUCKET")?,
             dead_letter_queue_url: var("DEAD_LETTER_QUEUE_URL")?,
             pipelines_uri: var("PIPELINES_URI")?,
-            retention: Duration::from_secs(number("RETENTION_DAYS", 35)? * 86_400),
+            retention: Duration::from_secs(number("WINDOW_RETENTION_DAYS", 35)? * 86_400),
             max_attempts: number("MAX_ATTEMPTS", 3)? as u32,
         })
     }

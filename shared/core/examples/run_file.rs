@@ -1,0 +1,29 @@
+//! `csvflow run` on local files through the library (no AWS crates, fast to build), for
+//! profiling the engine: `cargo run --release -p csvflow-core --example run_file --
+//! CONFIG PIPELINE AGGREGATE FILE...` (windows to stdout, summary to stderr).
+
+use std::io::{self, BufWriter};
+use std::path::PathBuf;
+
+use csvflow_core::{run, OutputFormat, RunOptions};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let usage = "usage: run_file CONFIG PIPELINE AGGREGATE FILE...";
+    let config_path = PathBuf::from(args.next().ok_or(usage)?);
+    let pipeline = args.next().ok_or(usage)?;
+    let aggregate = Some(args.next().ok_or(usage)?);
+    let inputs: Vec<String> = args.collect();
+    let opts = RunOptions {
+        config_path,
+        pipeline,
+        aggregate,
+        format: OutputFormat::Csv,
+        quarantine: None,
+        inputs,
+    };
+    let stdout = io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    run(&opts, &mut out, &mut io::stderr())?;
+    Ok(())
+}
