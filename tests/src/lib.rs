@@ -4,24 +4,27 @@
 //! LocalStack must be running (`localstack/up`); the endpoint comes from
 //! `AWS_ENDPOINT_URL` (default `http://127.0.0.1:4566`).
 
+pub mod dashboard_fixture;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    StreamSpecification, StreamViewType,
+    AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType, Projection,
+    ProjectionType, ScalarAttributeType, StreamSpecification, StreamViewType,
 };
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{
     BucketVersioningStatus, Event, NotificationConfiguration, QueueConfiguration,
     VersioningConfiguration,
 };
+use csvflow_aws::alerts::SnsAlerts;
 use csvflow_aws::config::{build_ingest, s3_client, AwsIngest, IngestSettings};
 use csvflow_aws::dynamo::{DynamoStore, StoreConfig};
-use csvflow_aws::ingest::Ingest;
+use csvflow_aws::ingest::{Adapters, BatchHandler, Ingest};
 use csvflow_aws::runner::QueueRunner;
-use csvflow_aws::s3::{S3Objects, S3Quarantine};
+use csvflow_aws::s3::{S3Feeds, S3Objects, S3Quarantine};
 use csvflow_aws::sqs::SqsDeadLetters;
 use csvflow_core::{CellKey, CellState, MetricValue};
 
@@ -35,6 +38,9 @@ pub struct TestStack {
     pub output_bucket: String,
     pub queue_url: String,
     pub dead_letter_queue_url: String,
+    pub alerts_topic_arn: String,
+    /// An SQS queue subscribed (raw delivery) to the alerts topic, to count alerts.
+    pub alerts_inbox_url: String,
     pub windows_table: String,
     pub ledger_table: String,
 }
@@ -97,6 +103,8 @@ impl TestStack {
             output_bucket: format!("{name}-output"),
             queue_url: String::new(),
             dead_letter_queue_url: String::new(),
+            alerts_topic_arn: String::new(),
+            alerts_inbox_url: String::new(),
             windows_table: format!("{name}-windows"),
             ledger_table: format!("{name}-ledger"),
             sdk,
@@ -105,6 +113,25 @@ impl TestStack {
         let mut stack = stack;
         stack.dead_letter_queue_url = stack.create_queue(&format!("{name}-dlq")).await?;
         stack.queue_url = stack.create_queue(&format!("{name}-ingest")).await?;
+        stack.alerts_inbox_url = stack.create_queue(&format!("{name}-alerts")).await?;
+        let sns = aws_sdk_sns::Client::new(&stack.sdk);
+        stack.alerts_topic_arn = sns
+            .create_topic()
+            .name(format!("{name}-alerts"))
+            .send()
+            .await
+            .context("creating the alerts topic")?
+            .topic_arn
+            .context("topic without ARN")?;
+        let inbox_arn = stack.queue_arn(&stack.alerts_inbox_url).await?;
+        sns.subscribe()
+            .topic_arn(&stack.alerts_topic_arn)
+            .protocol("sqs")
+            .endpoint(inbox_arn)
+            .attributes("RawMessageDelivery", "true")
+            .send()
+            .await
+            .context("subscribing the alerts inbox")?;
         for bucket in [&stack.landing_bucket, &stack.output_bucket] {
             stack
                 .s3
@@ -172,41 +199,65 @@ impl TestStack {
             .context("queue without ARN")
     }
 
+    /// The windows and ledger tables, with the keys and indexes of `infra/template.yaml`.
     async fn create_tables(&self) -> Result<()> {
-        for (table, stream) in [(&self.windows_table, true), (&self.ledger_table, false)] {
-            let mut request = self
-                .dynamodb
-                .create_table()
-                .table_name(table)
-                .billing_mode(BillingMode::PayPerRequest);
-            for (name, key_type) in [("pk", KeyType::Hash), ("sk", KeyType::Range)] {
-                request = request
-                    .attribute_definitions(
-                        AttributeDefinition::builder()
-                            .attribute_name(name)
-                            .attribute_type(ScalarAttributeType::S)
-                            .build()?,
-                    )
-                    .key_schema(
-                        KeySchemaElement::builder()
-                            .attribute_name(name)
-                            .key_type(key_type)
-                            .build()?,
-                    );
-            }
-            if stream {
-                request = request.stream_specification(
-                    StreamSpecification::builder()
-                        .stream_enabled(true)
-                        .stream_view_type(StreamViewType::NewAndOldImages)
-                        .build()?,
-                );
-            }
-            request
-                .send()
-                .await
-                .with_context(|| format!("creating table {table}"))?;
-        }
+        let key = |name: &str, key_type: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+        };
+        let attribute = |name: &str, kind: ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(kind)
+                .build()
+        };
+        let index = |name: &str, hash: &str, range: &str| -> Result<GlobalSecondaryIndex> {
+            Ok(GlobalSecondaryIndex::builder()
+                .index_name(name)
+                .key_schema(key(hash, KeyType::Hash)?)
+                .key_schema(key(range, KeyType::Range)?)
+                .projection(
+                    Projection::builder()
+                        .projection_type(ProjectionType::All)
+                        .build(),
+                )
+                .build()?)
+        };
+        self.dynamodb
+            .create_table()
+            .table_name(&self.windows_table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("pk", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("sk", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("agg", ScalarAttributeType::S)?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .global_secondary_indexes(index("by-aggregate", "agg", "sk")?)
+            .stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()?,
+            )
+            .send()
+            .await
+            .with_context(|| format!("creating table {}", self.windows_table))?;
+        self.dynamodb
+            .create_table()
+            .table_name(&self.ledger_table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("pk", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("sk", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("alerts_pk", ScalarAttributeType::S)?)
+            .attribute_definitions(attribute("detected_at", ScalarAttributeType::N)?)
+            .key_schema(key("pk", KeyType::Hash)?)
+            .key_schema(key("sk", KeyType::Range)?)
+            .global_secondary_indexes(index("alerts-by-time", "alerts_pk", "detected_at")?)
+            .send()
+            .await
+            .with_context(|| format!("creating table {}", self.ledger_table))?;
         Ok(())
     }
 
@@ -229,6 +280,8 @@ impl TestStack {
             ledger_table: self.ledger_table.clone(),
             output_bucket: self.output_bucket.clone(),
             dead_letter_queue_url: self.dead_letter_queue_url.clone(),
+            alerts_topic_arn: self.alerts_topic_arn.clone(),
+            event_bus: Some("default".to_owned()),
             pipelines_uri: pipelines_uri.to_owned(),
             retention: Duration::from_secs(35 * 86_400),
             max_attempts: 3,
@@ -256,9 +309,9 @@ impl TestStack {
     }
 
     /// Runs the local runner until the queue has been quiet for `idle`.
-    pub async fn drain<W: WindowStore + Sync>(
+    pub async fn drain<H: BatchHandler>(
         &self,
-        ingest: &Ingest<S3Objects, W, S3Quarantine, SqsDeadLetters>,
+        ingest: &H,
         idle: Duration,
     ) -> Result<Vec<csvflow_aws::ingest::FileSummary>> {
         let mut files = Vec::new();
@@ -294,6 +347,65 @@ impl TestStack {
             .collect();
         cells.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(cells)
+    }
+
+    /// The AWS adapters for these resources around a given store (e.g. a [`FaultyStore`]).
+    pub fn adapters<W>(
+        &self,
+        store: W,
+    ) -> Adapters<S3Objects, W, S3Quarantine, SqsDeadLetters, SnsAlerts, S3Feeds> {
+        Adapters {
+            source: S3Objects::new(self.s3.clone()),
+            store,
+            quarantine: S3Quarantine::new(self.s3.clone(), &self.output_bucket),
+            dead_letters: SqsDeadLetters::new(self.sqs.clone(), &self.dead_letter_queue_url),
+            alerts: SnsAlerts::new(aws_sdk_sns::Client::new(&self.sdk), &self.alerts_topic_arn),
+            feeds: S3Feeds::new(self.s3.clone(), &self.output_bucket),
+        }
+    }
+
+    /// The ingest service over a given store, with these pipelines.
+    pub fn ingest_with<W: WindowStore + AlertOutbox + WindowReader + Sync>(
+        &self,
+        pipelines_toml: &str,
+        store: W,
+        max_attempts: u32,
+    ) -> Result<Ingest<S3Objects, W, S3Quarantine, SqsDeadLetters, SnsAlerts, S3Feeds>> {
+        let catalog = csvflow_core::Catalog::from_toml(pipelines_toml)?;
+        Ok(Ingest::new(
+            std::sync::Arc::new(catalog),
+            self.adapters(store),
+            max_attempts,
+        ))
+    }
+
+    /// Alert messages delivered through SNS so far (drains the inbox queue).
+    pub async fn delivered_alerts(&self) -> Result<Vec<serde_json::Value>> {
+        let mut alerts = Vec::new();
+        loop {
+            let out = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.alerts_inbox_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(1)
+                .send()
+                .await?;
+            if out.messages().is_empty() {
+                return Ok(alerts);
+            }
+            for message in out.messages() {
+                alerts.push(serde_json::from_str(message.body().unwrap_or_default())?);
+                if let Some(handle) = message.receipt_handle() {
+                    self.sqs
+                        .delete_message()
+                        .queue_url(&self.alerts_inbox_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await?;
+                }
+            }
+        }
     }
 
     /// Messages waiting in the dead-letter queue (bodies and `reason` attributes).
@@ -386,7 +498,10 @@ impl FaultyStore {
     }
 }
 
-use csvflow_core::ports::{ChunkOutcome, FileClaim, ObjectRef, WindowStore};
+use csvflow_core::alerting::AlertMessage;
+use csvflow_core::ports::{
+    AlertOutbox, ChunkOutcome, FileClaim, ObjectRef, WindowReader, WindowStore,
+};
 use csvflow_core::{FileReport, Pipeline};
 
 impl WindowStore for FaultyStore {
@@ -449,5 +564,51 @@ impl WindowStore for FaultyStore {
         reason: &str,
     ) -> Result<(), FaultyError> {
         Ok(self.inner.mark_failed(pipeline, file, reason).await?)
+    }
+}
+
+impl AlertOutbox for FaultyStore {
+    type Error = FaultyError;
+
+    async fn record(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        alerts: &[AlertMessage],
+    ) -> Result<(), FaultyError> {
+        Ok(self.inner.record(pipeline, file, alerts).await?)
+    }
+
+    async fn claim_unpublished(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+    ) -> Result<Vec<AlertMessage>, FaultyError> {
+        Ok(self.inner.claim_unpublished(pipeline, file).await?)
+    }
+
+    async fn mark_published(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        alert: &AlertMessage,
+    ) -> Result<(), FaultyError> {
+        Ok(self.inner.mark_published(pipeline, file, alert).await?)
+    }
+}
+
+impl WindowReader for FaultyStore {
+    type Error = FaultyError;
+
+    async fn latest_windows(
+        &self,
+        pipeline: &Pipeline,
+        aggregate: &str,
+        limit: usize,
+    ) -> Result<Vec<(CellKey, CellState)>, FaultyError> {
+        Ok(self
+            .inner
+            .latest_windows(pipeline, aggregate, limit)
+            .await?)
     }
 }

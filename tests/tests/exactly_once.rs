@@ -7,9 +7,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use csvflow_aws::ingest::{FileStatus, Ingest};
-use csvflow_aws::s3::{S3Objects, S3Quarantine};
-use csvflow_aws::sqs::SqsDeadLetters;
+use csvflow_aws::ingest::FileStatus;
 use csvflow_core::ports::ObjectRef;
 use csvflow_core::{write_windows, Catalog, OutputFormat, RunOptions};
 use csvflow_integration::{require_localstack, FaultyStore, TestStack};
@@ -212,20 +210,11 @@ async fn duplicate_deliveries_sequential_and_concurrent_count_once() -> anyhow::
 async fn crash_mid_commit_then_retry_converges_to_exact_totals() -> anyhow::Result<()> {
     require_localstack().await?;
     let stack = TestStack::create("crash").await?;
-    let uri = stack.put_pipelines(PIPELINES).await?;
     // 400 cards x ~6 windows: several chunks of 99 cells.
     let body = card_file(2, 3_000, 400, 0);
     stack.upload("cards/crash.csv", body.clone()).await?;
     let object = ObjectRef::new(&stack.landing_bucket, "cards/crash.csv");
-    let settings = stack.settings(&uri);
-    let faulty = Ingest::new(
-        Arc::new(catalog()),
-        S3Objects::new(stack.s3.clone()),
-        FaultyStore::crash_after(stack.store(), 2),
-        S3Quarantine::new(stack.s3.clone(), &settings.output_bucket),
-        SqsDeadLetters::new(stack.sqs.clone(), &settings.dead_letter_queue_url),
-        3,
-    );
+    let faulty = stack.ingest_with(PIPELINES, FaultyStore::crash_after(stack.store(), 2), 3)?;
     let crashed = faulty.ingest_object(&object).await;
     assert!(crashed.is_err(), "the injected crash must fail the file");
     let partial = stack.windows("cards", "per_card_10m").await?.len();
@@ -421,16 +410,7 @@ async fn bad_rows_are_quarantined_and_bad_files_dead_lettered_with_the_reason() 
 async fn throttled_commits_are_retried_whole_and_stay_exact() -> anyhow::Result<()> {
     require_localstack().await?;
     let stack = TestStack::create("throttled").await?;
-    let uri = stack.put_pipelines(PIPELINES).await?;
-    let settings = stack.settings(&uri);
-    let ingest = Ingest::new(
-        Arc::new(catalog()),
-        S3Objects::new(stack.s3.clone()),
-        FaultyStore::throttled(stack.store(), 2),
-        S3Quarantine::new(stack.s3.clone(), &settings.output_bucket),
-        SqsDeadLetters::new(stack.sqs.clone(), &settings.dead_letter_queue_url),
-        5,
-    );
+    let ingest = stack.ingest_with(PIPELINES, FaultyStore::throttled(stack.store(), 2), 5)?;
     let body = card_file(5, 1_500, 300, 0);
     stack.upload("cards/throttled.csv", body.clone()).await?;
     let files = stack.drain(&ingest, Duration::from_secs(6)).await?;

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use csvflow_core::{Catalog, DefinitionError};
 
+use crate::alerts::SnsAlerts;
 use crate::dynamo::{DynamoStore, StoreConfig};
-use crate::ingest::Ingest;
-use crate::s3::{S3Objects, S3Quarantine};
+use crate::ingest::{Adapters, Ingest};
+use crate::s3::{S3Feeds, S3Objects, S3Quarantine};
 use crate::sqs::SqsDeadLetters;
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +36,9 @@ pub struct IngestSettings {
     pub ledger_table: String,
     pub output_bucket: String,
     pub dead_letter_queue_url: String,
+    pub alerts_topic_arn: String,
+    /// EventBridge bus alerts are also put on (none: SNS only).
+    pub event_bus: Option<String>,
     /// `s3://bucket/key` or a local path of the pipelines TOML.
     pub pipelines_uri: String,
     pub retention: Duration,
@@ -43,7 +47,7 @@ pub struct IngestSettings {
 
 impl IngestSettings {
     /// Reads `WINDOWS_TABLE`, `LEDGER_TABLE`, `OUTPUT_BUCKET`, `DEAD_LETTER_QUEUE_URL`,
-    /// `PIPELINES_URI`, and optionally `WINDOW_RETENTION_DAYS` (35) and `MAX_ATTEMPTS` (3).
+    /// `ALERTS_TOPIC_ARN`, `PIPELINES_URI`, and optionally `EVENT_BUS_NAME`, `WINDOW_RETENTION_DAYS` (35) and `MAX_ATTEMPTS` (3).
     pub fn from_env() -> Result<Self, ConfigError> {
         let var = |name: &'static str| std::env::var(name).map_err(|_| ConfigError::Missing(name));
         let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
@@ -60,6 +64,10 @@ impl IngestSettings {
             ledger_table: var("LEDGER_TABLE")?,
             output_bucket: var("OUTPUT_BUCKET")?,
             dead_letter_queue_url: var("DEAD_LETTER_QUEUE_URL")?,
+            alerts_topic_arn: var("ALERTS_TOPIC_ARN")?,
+            event_bus: std::env::var("EVENT_BUS_NAME")
+                .ok()
+                .filter(|b| !b.is_empty()),
             pipelines_uri: var("PIPELINES_URI")?,
             retention: Duration::from_secs(number("WINDOW_RETENTION_DAYS", 35)? * 86_400),
             max_attempts: number("MAX_ATTEMPTS", 3)? as u32,
@@ -110,7 +118,8 @@ pub async fn load_catalog(s3: &aws_sdk_s3::Client, uri: &str) -> Result<Catalog,
 }
 
 /// The ingest service wired to real AWS adapters.
-pub type AwsIngest = Ingest<S3Objects, DynamoStore, S3Quarantine, SqsDeadLetters>;
+pub type AwsIngest =
+    Ingest<S3Objects, DynamoStore, S3Quarantine, SqsDeadLetters, SnsAlerts, S3Feeds>;
 
 /// Builds the ingest service from an SDK configuration (pointing at AWS or LocalStack).
 pub async fn build_ingest(
@@ -119,17 +128,22 @@ pub async fn build_ingest(
 ) -> Result<AwsIngest, ConfigError> {
     let s3 = s3_client(sdk);
     let catalog = Arc::new(load_catalog(&s3, &settings.pipelines_uri).await?);
-    Ok(Ingest::new(
-        catalog,
-        S3Objects::new(s3.clone()),
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.store_config()),
-        S3Quarantine::new(s3, settings.output_bucket.clone()),
-        SqsDeadLetters::new(
+    let mut alerts = SnsAlerts::new(aws_sdk_sns::Client::new(sdk), &settings.alerts_topic_arn);
+    if let Some(bus) = &settings.event_bus {
+        alerts = alerts.with_event_bus(aws_sdk_eventbridge::Client::new(sdk), bus);
+    }
+    let adapters = Adapters {
+        source: S3Objects::new(s3.clone()),
+        store: DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), settings.store_config()),
+        quarantine: S3Quarantine::new(s3.clone(), settings.output_bucket.clone()),
+        dead_letters: SqsDeadLetters::new(
             aws_sdk_sqs::Client::new(sdk),
-            settings.dead_letter_queue_url.clone(),
+            &settings.dead_letter_queue_url,
         ),
-        settings.max_attempts,
-    ))
+        alerts,
+        feeds: S3Feeds::new(s3, settings.output_bucket.clone()),
+    };
+    Ok(Ingest::new(catalog, adapters, settings.max_attempts))
 }
 
 /// An S3 client; path-style addressing when a custom endpoint (LocalStack) is set.

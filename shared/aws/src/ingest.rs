@@ -1,16 +1,21 @@
 //! The ingest use case, shared by the Lambda, `csvflow local` and `csvflow ingest`:
-//! route an object to its pipeline, stream it through the engine, quarantine bad rows
-//! and commit the partials exactly once. Generic over the ports, so the same code runs
-//! against AWS, LocalStack or in-memory fakes.
+//! route an object to its pipeline, stream it through the engine, quarantine bad rows,
+//! commit the partials exactly once, publish the alerts the commit raised, and refresh
+//! the aggregate feeds. Generic over the ports, so the same code runs against AWS,
+//! LocalStack or test doubles.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use csvflow_core::alerting::AlertMessage;
 use csvflow_core::commit::{commit_file, CommitOutcome};
 use csvflow_core::ports::{
-    DeadLetterSink, FileClaim, ObjectRef, ObjectSource, QuarantineSink, WindowStore,
+    AlertOutbox, AlertSink, DeadLetterSink, FeedSink, FileClaim, ObjectRef, ObjectSource,
+    QuarantineSink, WindowReader, WindowStore,
 };
-use csvflow_core::{process_file, Catalog, CellChange, FileInput, FileReport, Pipeline};
+use csvflow_core::{
+    process_file, write_windows, Catalog, CellChange, FileInput, FileReport, OutputFormat, Pipeline,
+};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -52,6 +57,18 @@ pub enum IngestError {
     },
     #[error(transparent)]
     Event(#[from] EventError),
+    #[error("{file}: alerts: {source}")]
+    Alerts {
+        file: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{file}: feeds: {source}")]
+    Feeds {
+        file: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("pipeline {0:?} is not in the catalog")]
     UnknownPipeline(String),
 }
@@ -85,13 +102,47 @@ pub struct FileSummary {
     pub changes: Vec<CellChange>,
 }
 
-/// The ingest service: the catalog and one adapter per port, built once.
-pub struct Ingest<S, W, Q, D> {
+/// The adapters the ingest service runs on, one per port.
+pub struct Adapters<S, W, Q, D, A, F> {
+    pub source: S,
+    /// Windows, ledger and alert outbox (one store implements all three ports).
+    pub store: W,
+    pub quarantine: Q,
+    pub dead_letters: D,
+    pub alerts: A,
+    pub feeds: F,
+}
+
+/// Handles a Lambda invocation payload: what `csvflow local` drives like Lambda does.
+pub trait BatchHandler {
+    /// Returns the function's response and the files handled.
+    fn handle(
+        &self,
+        payload: &Value,
+    ) -> impl std::future::Future<Output = Result<(Value, Vec<FileSummary>), IngestError>> + Send;
+}
+
+impl<S, W, Q, D, A, F> BatchHandler for Ingest<S, W, Q, D, A, F>
+where
+    S: ObjectSource + Sync,
+    W: WindowStore + AlertOutbox + WindowReader + Sync,
+    Q: QuarantineSink + Sync,
+    D: DeadLetterSink + Sync,
+    A: AlertSink + Sync,
+    F: FeedSink + Sync,
+{
+    async fn handle(&self, payload: &Value) -> Result<(Value, Vec<FileSummary>), IngestError> {
+        self.handle(payload).await
+    }
+}
+
+/// How many of an aggregate's latest windows a feed snapshot holds.
+const FEED_WINDOWS: usize = 500;
+
+/// The ingest service: the catalog and its adapters, built once.
+pub struct Ingest<S, W, Q, D, A, F> {
     catalog: Arc<Catalog>,
-    source: S,
-    store: W,
-    quarantine: Q,
-    dead_letters: D,
+    ports: Adapters<S, W, Q, D, A, F>,
     /// Deliveries of one SQS message before it is dead-lettered with its reason.
     max_attempts: u32,
 }
@@ -102,27 +153,23 @@ fn boxed<E: std::error::Error + Send + Sync + 'static>(
     Box::new(e)
 }
 
-impl<S, W, Q, D> Ingest<S, W, Q, D>
+impl<S, W, Q, D, A, F> Ingest<S, W, Q, D, A, F>
 where
     S: ObjectSource + Sync,
-    W: WindowStore + Sync,
+    W: WindowStore + AlertOutbox + WindowReader + Sync,
     Q: QuarantineSink + Sync,
     D: DeadLetterSink + Sync,
+    A: AlertSink + Sync,
+    F: FeedSink + Sync,
 {
     pub fn new(
         catalog: Arc<Catalog>,
-        source: S,
-        store: W,
-        quarantine: Q,
-        dead_letters: D,
+        ports: Adapters<S, W, Q, D, A, F>,
         max_attempts: u32,
     ) -> Self {
         Self {
             catalog,
-            source,
-            store,
-            quarantine,
-            dead_letters,
+            ports,
             max_attempts,
         }
     }
@@ -141,15 +188,17 @@ where
             metrics::publish(&summary);
             return Ok(summary);
         };
-        let (object, reader) = self
-            .source
-            .open(object)
-            .await
-            .map_err(|e| IngestError::Source {
-                file: uri.clone(),
-                source: boxed(e),
-            })?;
+        let (object, reader) =
+            self.ports
+                .source
+                .open(object)
+                .await
+                .map_err(|e| IngestError::Source {
+                    file: uri.clone(),
+                    source: boxed(e),
+                })?;
         let claim = self
+            .ports
             .store
             .claim(pipeline, &object)
             .await
@@ -160,6 +209,8 @@ where
         let watermark_ms = match claim {
             FileClaim::Done => {
                 tracing::info!(file = %uri, pipeline = pipeline.name(), "already committed; duplicate delivery ignored");
+                // A crash may have come between the commit and the alerts going out.
+                self.publish_alerts(pipeline, &object, &uri).await?;
                 let summary = FileSummary::empty(uri, Some(pipeline.name()), FileStatus::Duplicate);
                 metrics::publish(&summary);
                 return Ok(summary);
@@ -169,19 +220,36 @@ where
         let report = self
             .run_engine(pipeline, &uri, watermark_ms, reader)
             .await?;
-        self.quarantine
+        self.ports
+            .quarantine
             .quarantine(pipeline, &object, &report.bad_rows)
             .await
             .map_err(|e| IngestError::Quarantine {
                 file: uri.clone(),
                 source: boxed(e),
             })?;
-        let outcome: CommitOutcome = commit_file(&self.store, pipeline, &object, &report)
+        let now = now_ms();
+        let row_alerts: Vec<AlertMessage> = report
+            .row_alerts
+            .iter()
+            .map(|alert| AlertMessage::for_row(pipeline, alert, &uri, now))
+            .collect();
+        self.ports
+            .store
+            .record(pipeline, &object, &row_alerts)
             .await
             .map_err(|e| IngestError::Store {
                 file: uri.clone(),
                 source: boxed(e),
             })?;
+        let outcome: CommitOutcome = commit_file(&self.ports.store, pipeline, &object, &report)
+            .await
+            .map_err(|e| IngestError::Store {
+                file: uri.clone(),
+                source: boxed(e),
+            })?;
+        let alerts = self.publish_alerts(pipeline, &object, &uri).await?;
+        self.refresh_feeds(pipeline, &uri).await?;
         let summary = FileSummary {
             file: uri,
             pipeline: Some(pipeline.name().to_owned()),
@@ -198,10 +266,78 @@ where
         tracing::info!(
             file = %summary.file, pipeline = pipeline.name(), rows = summary.rows, bad = summary.bad,
             late = summary.late, cells = summary.cells, writes = summary.writes, bytes = summary.bytes,
-            ms = summary.millis, chunks_already_done = outcome.chunks_already_done, "file committed"
+            ms = summary.millis, chunks_already_done = outcome.chunks_already_done, alerts,
+            "file committed"
         );
         metrics::publish(&summary);
         Ok(summary)
+    }
+
+    /// Publishes the file's alerts that are not out yet (each claimed first, so a
+    /// concurrent duplicate does not publish it too). Returns how many went out.
+    async fn publish_alerts(
+        &self,
+        pipeline: &Pipeline,
+        object: &ObjectRef,
+        uri: &str,
+    ) -> Result<usize, IngestError> {
+        let store_error = |e| IngestError::Store {
+            file: uri.to_owned(),
+            source: boxed(e),
+        };
+        let claimed = self
+            .ports
+            .store
+            .claim_unpublished(pipeline, object)
+            .await
+            .map_err(store_error)?;
+        for alert in &claimed {
+            self.ports
+                .alerts
+                .publish(alert)
+                .await
+                .map_err(|e| IngestError::Alerts {
+                    file: uri.to_owned(),
+                    source: boxed(e),
+                })?;
+            tracing::info!(alert = %alert.id, rule = %alert.rule, pipeline = pipeline.name(), "alert published");
+            self.ports
+                .store
+                .mark_published(pipeline, object, alert)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(claimed.len())
+    }
+
+    /// Rewrites each aggregate's `latest.json` feed from the stored windows.
+    async fn refresh_feeds(&self, pipeline: &Pipeline, uri: &str) -> Result<(), IngestError> {
+        let feed_error = |e| IngestError::Feeds {
+            file: uri.to_owned(),
+            source: e,
+        };
+        for aggregate in pipeline.aggregates() {
+            let windows = self
+                .ports
+                .store
+                .latest_windows(pipeline, aggregate.name(), FEED_WINDOWS)
+                .await
+                .map_err(|e| feed_error(boxed(e)))?;
+            let mut json = Vec::new();
+            write_windows(
+                aggregate,
+                windows.iter().map(|(k, s)| (k, s)),
+                OutputFormat::Json,
+                &mut json,
+            )
+            .map_err(|e| feed_error(boxed(e)))?;
+            self.ports
+                .feeds
+                .publish_feed(pipeline, aggregate.name(), json)
+                .await
+                .map_err(|e| feed_error(boxed(e)))?;
+        }
+        Ok(())
     }
 
     async fn run_engine(
@@ -293,7 +429,12 @@ where
                         return Err(());
                     }
                     if let Some(pipeline) = self.catalog.route(&object.key) {
-                        if let Err(e) = self.store.mark_failed(pipeline, object, &reason).await {
+                        if let Err(e) = self
+                            .ports
+                            .store
+                            .mark_failed(pipeline, object, &reason)
+                            .await
+                        {
                             tracing::error!(file = %object.uri(), error = %e, "cannot record the failure in the ledger");
                         }
                     }
@@ -311,10 +452,16 @@ where
         reason: &str,
     ) -> Result<(), ()> {
         tracing::error!(message_id = %message.message_id, file = file.map(|f| f.uri()).unwrap_or_default(), reason, "dead-lettering");
-        self.dead_letters.dead_letter(&message.body, file, reason).await.map_err(|e| {
+        self.ports.dead_letters.dead_letter(&message.body, file, reason).await.map_err(|e| {
             tracing::error!(error = %e, "cannot dead-letter; leaving the message for SQS to redrive");
         })
     }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl std::fmt::Debug for FileSummary {

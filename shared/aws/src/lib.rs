@@ -2,7 +2,9 @@
 //! window store and ledger, SQS dead letters), event decoding, and the ingest service
 //! shared by the Lambda functions and the CLI.
 
+pub mod alerts;
 pub mod config;
+pub mod dashboard;
 pub mod dynamo;
 pub mod events;
 pub mod ingest;

@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use aws_sdk_sqs::Client;
-use csvflow_core::ports::{DeadLetterSink, ObjectSource, QuarantineSink, WindowStore};
 use serde_json::{json, Value};
 
-use crate::ingest::{FileSummary, Ingest, IngestError};
+use crate::ingest::{BatchHandler, FileSummary, IngestError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
@@ -27,22 +26,16 @@ pub enum RunnerError {
 }
 
 /// Polls one queue and feeds an ingest service.
-pub struct QueueRunner<'a, S, W, Q, D> {
+pub struct QueueRunner<'a, H> {
     sqs: Client,
     queue_url: String,
-    ingest: &'a Ingest<S, W, Q, D>,
+    ingest: &'a H,
     /// Seconds a failed message stays invisible before its next delivery.
     retry_after_secs: i32,
 }
 
-impl<'a, S, W, Q, D> QueueRunner<'a, S, W, Q, D>
-where
-    S: ObjectSource + Sync,
-    W: WindowStore + Sync,
-    Q: QuarantineSink + Sync,
-    D: DeadLetterSink + Sync,
-{
-    pub fn new(sqs: Client, queue_url: impl Into<String>, ingest: &'a Ingest<S, W, Q, D>) -> Self {
+impl<'a, H: BatchHandler> QueueRunner<'a, H> {
+    pub fn new(sqs: Client, queue_url: impl Into<String>, ingest: &'a H) -> Self {
         Self {
             sqs,
             queue_url: queue_url.into(),

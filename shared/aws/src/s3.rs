@@ -6,7 +6,7 @@ use std::io::Read;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::Client;
-use csvflow_core::ports::{ObjectRef, ObjectSource, QuarantineSink};
+use csvflow_core::ports::{FeedSink, ObjectRef, ObjectSource, QuarantineSink};
 use csvflow_core::{BadRow, Pipeline};
 use tokio_util::io::SyncIoBridge;
 
@@ -142,6 +142,55 @@ impl QuarantineSink for S3Quarantine {
             .key(&key)
             .content_type("application/x-ndjson")
             .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| S3Error::Put {
+                bucket: self.bucket.clone(),
+                key,
+                source: Box::new(e.into()),
+            })?;
+        Ok(())
+    }
+}
+
+/// Writes `s3://OUTPUT/feeds/<pipeline>/<aggregate>/latest.json` after each commit, for
+/// static dashboards and other consumers.
+#[derive(Clone)]
+pub struct S3Feeds {
+    client: Client,
+    bucket: String,
+}
+
+impl S3Feeds {
+    pub fn new(client: Client, bucket: impl Into<String>) -> Self {
+        Self {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    pub fn key_for(pipeline: &str, aggregate: &str) -> String {
+        format!("feeds/{pipeline}/{aggregate}/latest.json")
+    }
+}
+
+impl FeedSink for S3Feeds {
+    type Error = S3Error;
+
+    async fn publish_feed(
+        &self,
+        pipeline: &Pipeline,
+        aggregate: &str,
+        json: Vec<u8>,
+    ) -> Result<(), S3Error> {
+        let key = Self::key_for(pipeline.name(), aggregate);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .content_type("application/json")
+            .cache_control("max-age=5")
+            .body(ByteStream::from(json))
             .send()
             .await
             .map_err(|e| S3Error::Put {

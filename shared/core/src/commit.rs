@@ -6,37 +6,48 @@
 use crate::ports::{ObjectRef, WindowStore};
 use crate::{CellChange, CellKey, CellState, FileReport, Pipeline};
 
-/// Most window cells in one chunk (DynamoDB allows 100 actions per transaction; one is
-/// the ledger entry).
-pub const CHUNK_CELLS: usize = 99;
-/// Session cells may absorb stored sessions (one delete each), so their chunks hold fewer.
-pub const SESSION_CHUNK_CELLS: usize = 33;
+/// Most writes in one chunk's transaction besides its ledger entry (DynamoDB allows 100
+/// actions per transaction).
+pub const CHUNK_WRITES: usize = 99;
+
+/// How many cells of an aggregate fit in one chunk. Each cell may also raise one alert
+/// per window rule of its aggregate, and a session cell may absorb (delete) stored
+/// sessions, so those leave room. Depends on the definition only: deterministic.
+pub fn chunk_cells(pipeline: &Pipeline, aggregate: &str) -> usize {
+    let rules = pipeline
+        .window_rules()
+        .iter()
+        .filter(|r| r.aggregate == aggregate)
+        .count();
+    let session = pipeline
+        .aggregate(aggregate)
+        .is_some_and(|a| a.is_session());
+    let per_cell = 1 + rules + if session { 2 } else { 0 };
+    (CHUNK_WRITES / per_cell).max(1)
+}
 
 /// One chunk: cells in key order.
 pub type Chunk<'r> = Vec<(&'r CellKey, &'r CellState)>;
 
-/// Cuts a file's cells into chunks. Deterministic in the report alone. The cells of one
-/// session group stay in one chunk so their merges see each other.
+/// Cuts a file's cells into chunks. Deterministic in the report and the definition
+/// alone. A chunk holds one aggregate's cells; the cells of one session group stay in
+/// one chunk so their merges see each other.
 pub fn plan_chunks<'r>(pipeline: &Pipeline, report: &'r FileReport) -> Vec<Chunk<'r>> {
     let mut chunks: Vec<Chunk<'r>> = Vec::new();
     let mut current: Chunk<'r> = Vec::new();
-    let mut previous: Option<&CellKey> = None;
     for (key, state) in &report.cells {
-        let session = pipeline
-            .aggregate(&key.aggregate)
-            .is_some_and(|a| a.is_session());
-        let limit = if session {
-            SESSION_CHUNK_CELLS
-        } else {
-            CHUNK_CELLS
-        };
-        let same_group =
-            previous.is_some_and(|p| p.aggregate == key.aggregate && p.group == key.group);
-        if current.len() >= limit && !(session && same_group) {
-            chunks.push(std::mem::take(&mut current));
+        if let Some((previous, _)) = current.last() {
+            let session = pipeline
+                .aggregate(&key.aggregate)
+                .is_some_and(|a| a.is_session());
+            let other_aggregate = previous.aggregate != key.aggregate;
+            let same_session_group = session && !other_aggregate && previous.group == key.group;
+            let full = current.len() >= chunk_cells(pipeline, &key.aggregate);
+            if other_aggregate || (full && !same_session_group) {
+                chunks.push(std::mem::take(&mut current));
+            }
         }
         current.push((key, state));
-        previous = Some(key);
     }
     if !current.is_empty() {
         chunks.push(current);

@@ -2,8 +2,11 @@
 //! watermark / late policy → window cells. Produces a `FileReport` of mergeable partials.
 //!
 //! Hot path: one reused `ByteRecord`, fields borrowed from it, typed values on the stack
-//! (`SmallVec`), group cells found by the group key's raw bytes (no allocation unless
-//! the group is new).
+//! (`SmallVec`), groups found by the group key's raw bytes (packed into an integer when
+//! short; no allocation unless the group is new), each group remembering its last cell,
+//! fixed-window cells kept per group in accumulator arenas (no allocation per cell). The
+//! public `CellKey`/`CellState` map is built once per file, in key order, at the end — or
+//! skipped by `csvflow run` on a single file, which writes the tables out directly.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -13,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
 use crate::definition::{BadRowPolicy, Dialect, LatePolicy, Pipeline};
-use crate::metrics::CellState;
+use crate::metrics::{update_accs, Acc, CellState, MetricSpec};
 use crate::reader;
 use crate::types::{parse_bool, parse_float, parse_int, ColumnType, TimeParser, Val};
 use crate::window::WindowSpec;
@@ -148,18 +151,225 @@ pub(crate) fn reader_builder(d: &Dialect) -> csv::ReaderBuilder {
     b
 }
 
-/// Cells of one aggregate while a file is processed.
+/// One group (distinct group-key value) of an aggregate while a file is processed.
 struct Group {
+    /// The group-by values (built once, when the group first appears).
     key: Vec<String>,
-    /// Fixed windows by start.
-    fixed: FxHashMap<i64, CellState>,
     /// Sessions by start (disjoint and not touching).
     sessions: BTreeMap<i64, CellState>,
 }
 
-#[derive(Default)]
+/// What a group-key lookup finds: the group, and for fixed windows the start and slot of
+/// the last cell the group touched (rows mostly arrive in time order, so the next row of
+/// the group usually lands in the same window and needs no second lookup).
+#[derive(Clone, Copy)]
+struct GroupRef {
+    g: u32,
+    last_slot: u32,
+    last_start: i64,
+}
+
+/// A fixed-window cell while a file is processed; its accumulators live in its group's
+/// arena at `slot * metrics`.
+struct Head {
+    reopened: bool,
+    start: i64,
+    first_event_ms: i64,
+    last_event_ms: i64,
+    rows: u64,
+}
+
+/// Cells of one aggregate while a file is processed: groups found by their key's raw
+/// bytes (borrowed lookup, allocation only for a new group), fixed-window cells indexed by
+/// (group, window start) and stored per group, accumulators in one arena per group (no
+/// allocation per cell, and a group's cells are contiguous when they are written out in
+/// group order; each cell's `CellState` is built once, at the end, in output order).
 struct AggTable {
-    groups: FxHashMap<Box<[u8]>, Group>,
+    index: GroupIndex,
+    group_list: Vec<Group>,
+    fixed: FixedCells,
+}
+
+#[derive(Default)]
+struct GroupIndex {
+    /// Keys of at most 15 bytes packed into an integer (no byte comparison on lookup).
+    small: FxHashMap<u128, GroupRef>,
+    groups: FxHashMap<Box<[u8]>, GroupRef>,
+}
+
+struct FixedCells {
+    /// (group, window start) -> the cell's index in its group, for unordered groups.
+    slots: FxHashMap<(u32, i64), u32>,
+    /// By group index.
+    groups: Vec<GroupCells>,
+    count: usize,
+    /// A fresh cell's accumulators.
+    empty: Vec<Acc>,
+}
+
+#[derive(Default)]
+struct GroupCells {
+    heads: Vec<Head>,
+    accs: Vec<Acc>,
+    /// Cells were not created in window order: they are found through `slots`.
+    unordered: bool,
+}
+
+impl GroupCells {
+    /// Cell indexes by window start (creation order is time order, so usually as is).
+    fn by_start(&self, idx: &mut Vec<u32>) {
+        idx.clear();
+        idx.extend(0..self.heads.len() as u32);
+        if !self.heads.is_sorted_by_key(|h| h.start) {
+            idx.sort_unstable_by_key(|&i| self.heads[i as usize].start);
+        }
+    }
+}
+
+/// A group key of at most 15 bytes as one integer: the bytes, zero padded, and the length
+/// in the last byte (so keys differing only by trailing zero bytes stay distinct).
+#[inline]
+fn pack_key(bytes: &[u8]) -> Option<u128> {
+    if bytes.len() > 15 {
+        return None;
+    }
+    let mut b = [0u8; 16];
+    b[..bytes.len()].copy_from_slice(bytes);
+    b[15] = bytes.len() as u8;
+    Some(u128::from_le_bytes(b))
+}
+
+impl AggTable {
+    /// Rank of each group (by index) in group-key order.
+    fn group_ranks(&self) -> Vec<u32> {
+        let order = self.groups_in_order();
+        let mut rank = vec![0u32; order.len()];
+        for (r, &g) in order.iter().enumerate() {
+            rank[g as usize] = r as u32;
+        }
+        rank
+    }
+
+    /// Group indexes in group-key order.
+    fn groups_in_order(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.group_list.len() as u32).collect();
+        order.sort_unstable_by(|&a, &b| {
+            self.group_list[a as usize]
+                .key
+                .cmp(&self.group_list[b as usize].key)
+        });
+        order
+    }
+
+    fn new(metrics: &[MetricSpec]) -> Self {
+        AggTable {
+            index: GroupIndex::default(),
+            group_list: Vec::new(),
+            fixed: FixedCells {
+                slots: FxHashMap::default(),
+                groups: Vec::new(),
+                count: 0,
+                empty: metrics.iter().map(MetricSpec::new_acc).collect(),
+            },
+        }
+    }
+}
+
+impl GroupIndex {
+    #[inline]
+    fn find(&mut self, key: &[u8]) -> Option<&mut GroupRef> {
+        match pack_key(key) {
+            Some(k) => self.small.get_mut(&k),
+            None => self.groups.get_mut(key),
+        }
+    }
+
+    fn insert(&mut self, key: &[u8], r: GroupRef) {
+        match pack_key(key) {
+            Some(k) => self.small.insert(k, r),
+            None => self.groups.insert(key.into(), r),
+        };
+    }
+}
+
+impl FixedCells {
+    /// The slot of the fixed-window cell (group, start), created empty if new.
+    ///
+    /// While a group's cells arrive in window order (time-ordered data) they are found by
+    /// a binary search of the group's own list, usually at its end; a group whose cells
+    /// arrive out of order moves to the (group, start) hash map.
+    #[inline]
+    fn slot(&mut self, g: u32, start: i64) -> u32 {
+        if self.groups.len() <= g as usize {
+            self.groups.resize_with(g as usize + 1, GroupCells::default);
+        }
+        let gc = &mut self.groups[g as usize];
+        if !gc.unordered {
+            match gc.heads.last() {
+                Some(h) if h.start == start => return (gc.heads.len() - 1) as u32,
+                Some(h) if h.start > start => {
+                    match gc.heads.binary_search_by_key(&start, |h| h.start) {
+                        Ok(i) => return i as u32,
+                        Err(_) => {
+                            gc.unordered = true;
+                            for (i, h) in gc.heads.iter().enumerate() {
+                                self.slots.insert((g, h.start), i as u32);
+                            }
+                        }
+                    }
+                }
+                _ => return Self::push(gc, &mut self.count, &self.empty, start),
+            }
+        }
+        let (groups, count, empty) = (&mut self.groups, &mut self.count, &self.empty);
+        *self
+            .slots
+            .entry((g, start))
+            .or_insert_with(|| Self::push(&mut groups[g as usize], count, empty, start))
+    }
+
+    /// Appends an empty cell to a group.
+    fn push(gc: &mut GroupCells, count: &mut usize, empty: &[Acc], start: i64) -> u32 {
+        if gc.heads.capacity() == 0 {
+            // Start with room for a few windows: fewer regrowths of the arenas.
+            gc.heads.reserve_exact(8);
+            gc.accs.reserve_exact(8 * empty.len());
+        }
+        *count += 1;
+        gc.heads.push(Head {
+            reopened: false,
+            start,
+            first_event_ms: i64::MAX,
+            last_event_ms: i64::MIN,
+            rows: 0,
+        });
+        gc.accs.extend_from_slice(empty);
+        (gc.heads.len() - 1) as u32
+    }
+
+    /// Adds a row to the fixed-window cell in `slot`.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn update(
+        &mut self,
+        g: u32,
+        slot: u32,
+        metrics: &[MetricSpec],
+        row: &[Val<'_>],
+        ts: i64,
+        reopened: bool,
+        scratch: &mut String,
+    ) {
+        let GroupCells { heads, accs, .. } = &mut self.groups[g as usize];
+        let slot = slot as usize;
+        let h = &mut heads[slot];
+        h.rows += 1;
+        h.first_event_ms = h.first_event_ms.min(ts);
+        h.last_event_ms = h.last_event_ms.max(ts);
+        h.reopened |= reopened;
+        let m = metrics.len();
+        update_accs(&mut accs[slot * m..slot * m + m], metrics, row, ts, scratch);
+    }
 }
 
 struct Ctx<'p> {
@@ -183,6 +393,67 @@ pub fn process_file<R: Read>(
     input: FileInput<'_>,
     reader: R,
 ) -> Result<FileReport, FileError> {
+    process(pipeline, input, reader).map(Processed::into_report)
+}
+
+/// A processed file whose cells are still in the engine's tables: turned into a
+/// [`FileReport`] by `into_report`, or written out directly by `csvflow run` when there is
+/// nothing to merge them with (one input file).
+pub(crate) struct Processed<'p>(Ctx<'p>);
+
+impl Processed<'_> {
+    /// Everything but the cells (bad rows, row alerts, stats, max event time).
+    pub(crate) fn report(&self) -> &FileReport {
+        &self.0.report
+    }
+
+    pub(crate) fn into_report(self) -> FileReport {
+        self.0.finish()
+    }
+
+    /// Writes the cells of the pipeline's aggregate `agg` as [`crate::write_windows`] would
+    /// (CSV), straight from the tables; returns the number of cells, or `None` (nothing
+    /// written) for session windows, which take the general path.
+    pub(crate) fn write_csv<W: std::io::Write>(
+        &self,
+        agg: usize,
+        out: W,
+    ) -> Option<std::io::Result<u64>> {
+        let ctx = &self.0;
+        let (a, table) = (ctx.pipeline.aggregates.get(agg)?, ctx.tables.get(agg)?);
+        if a.window.is_session() {
+            return None;
+        }
+        let m = a.metrics.len();
+        let f = &table.fixed;
+        let write = || {
+            let mut w = crate::output::CsvWindows::new(a, out)?;
+            let mut idx = Vec::new();
+            for g in table.groups_in_order() {
+                let Some(gc) = f.groups.get(g as usize) else {
+                    continue;
+                };
+                let key = &table.group_list[g as usize].key;
+                gc.by_start(&mut idx);
+                for &i in &idx {
+                    let i = i as usize;
+                    let start = gc.heads[i].start;
+                    let end = start.saturating_add(a.window.size_ms());
+                    w.cell(key, start, end, &gc.accs[i * m..i * m + m])?;
+                }
+            }
+            w.finish()?;
+            Ok(f.count as u64)
+        };
+        Some(write())
+    }
+}
+
+pub(crate) fn process<'p, R: Read>(
+    pipeline: &'p Pipeline,
+    input: FileInput<'_>,
+    reader: R,
+) -> Result<Processed<'p>, FileError> {
     let file = input.name.to_string();
     let d = &pipeline.dialect;
     let opened = reader::open(reader, input.name, d.compression).map_err(|(codec, e)| {
@@ -210,7 +481,7 @@ pub fn process_file<R: Read>(
         tables: pipeline
             .aggregates
             .iter()
-            .map(|_| AggTable::default())
+            .map(|a| AggTable::new(&a.metrics))
             .collect(),
         keybuf: Vec::with_capacity(64),
         scratch: String::new(),
@@ -223,7 +494,7 @@ pub fn process_file<R: Read>(
     let names: Vec<String> = if d.header {
         if !read(&mut rdr, &mut rec, &ctx)? {
             ctx.report.stats.bytes = rdr.position().byte() + ctx.bom_len;
-            return Ok(ctx.report);
+            return Ok(Processed(ctx));
         }
         rec.iter()
             .map(|f| String::from_utf8_lossy(f).trim().to_string())
@@ -251,7 +522,7 @@ pub fn process_file<R: Read>(
         ctx.row(&rec)?;
     }
     ctx.report.stats.bytes = rdr.position().byte() + ctx.bom_len;
-    Ok(ctx.finish())
+    Ok(Processed(ctx))
 }
 
 fn read<R: Read>(
@@ -381,19 +652,50 @@ impl Ctx<'_> {
         stats.rows += 1;
 
         for (agg, table) in p.aggregates.iter().zip(self.tables.iter_mut()) {
-            // Group key bytes: length-prefixed raw fields (null = empty).
-            self.keybuf.clear();
-            for &slot in &agg.group_slots {
-                let raw = match row.get(slot) {
-                    Some(Val::Null) | None => &[][..],
+            // Group key bytes: the raw field for one group-by column, else length-prefixed
+            // raw fields (null = empty).
+            let keybytes: &[u8] = match agg.group_slots.as_slice() {
+                [] => &[],
+                &[slot] => match row.get(slot) {
+                    Some(Val::Null) | None => &[],
                     _ => rec.get(self.layout[slot]).unwrap_or_default(),
-                };
-                self.keybuf
-                    .extend_from_slice(&(raw.len() as u32).to_le_bytes());
-                self.keybuf.extend_from_slice(raw);
+                },
+                slots => {
+                    self.keybuf.clear();
+                    for &slot in slots {
+                        let raw = match row.get(slot) {
+                            Some(Val::Null) | None => &[][..],
+                            _ => rec.get(self.layout[slot]).unwrap_or_default(),
+                        };
+                        self.keybuf
+                            .extend_from_slice(&(raw.len() as u32).to_le_bytes());
+                        self.keybuf.extend_from_slice(raw);
+                    }
+                    &self.keybuf
+                }
+            };
+            let metrics = &agg.metrics;
+            let scratch = &mut self.scratch;
+            let tumbling = match agg.window {
+                WindowSpec::Tumbling { size_ms } => Some(ts - ts.rem_euclid(size_ms)),
+                _ => None,
+            };
+            // Fast path: a known group, most often with its last cell in this row's window.
+            if let Some(start) = tumbling {
+                if let Some(r) = table.index.find(keybytes) {
+                    if r.last_start != start {
+                        r.last_slot = table.fixed.slot(r.g, start);
+                        r.last_start = start;
+                    }
+                    let (g, slot) = (r.g, r.last_slot);
+                    table
+                        .fixed
+                        .update(g, slot, metrics, &row, ts, reopened, scratch);
+                    continue;
+                }
             }
-            let group = match table.groups.get_mut(&self.keybuf[..]) {
-                Some(g) => g,
+            let g = match table.index.find(keybytes) {
+                Some(r) => r.g,
                 None => {
                     let key = agg
                         .group_slots
@@ -406,22 +708,26 @@ impl Ctx<'_> {
                             .into_owned(),
                         })
                         .collect();
-                    table
-                        .groups
-                        .entry(self.keybuf.clone().into_boxed_slice())
-                        .or_insert(Group {
-                            key,
-                            fixed: FxHashMap::default(),
-                            sessions: BTreeMap::new(),
-                        })
+                    let g = table.group_list.len() as u32;
+                    table.group_list.push(Group {
+                        key,
+                        sessions: BTreeMap::new(),
+                    });
+                    table.index.insert(
+                        keybytes,
+                        GroupRef {
+                            g,
+                            last_slot: u32::MAX,
+                            last_start: i64::MIN,
+                        },
+                    );
+                    g
                 }
             };
-            let metrics = &agg.metrics;
-            let scratch = &mut self.scratch;
             match agg.window {
                 WindowSpec::Session { gap_ms } => {
                     let cell = session_cell(
-                        &mut group.sessions,
+                        &mut table.group_list[g as usize].sessions,
                         gap_ms,
                         ts,
                         metrics,
@@ -430,13 +736,22 @@ impl Ctx<'_> {
                     cell.update(metrics, &row, ts, scratch);
                     cell.reopened |= reopened;
                 }
-                spec => spec.assign(ts, |start, _end| {
-                    let cell = group
+                WindowSpec::Tumbling { .. } => {
+                    let start = tumbling.unwrap_or_default();
+                    let slot = table.fixed.slot(g, start);
+                    if let Some(r) = table.index.find(keybytes) {
+                        r.last_start = start;
+                        r.last_slot = slot;
+                    }
+                    table
                         .fixed
-                        .entry(start)
-                        .or_insert_with(|| CellState::new(metrics));
-                    cell.update(metrics, &row, ts, scratch);
-                    cell.reopened |= reopened;
+                        .update(g, slot, metrics, &row, ts, reopened, scratch);
+                }
+                spec => spec.assign(ts, |start, _end| {
+                    let slot = table.fixed.slot(g, start);
+                    table
+                        .fixed
+                        .update(g, slot, metrics, &row, ts, reopened, scratch);
                 }),
             }
         }
@@ -468,32 +783,68 @@ impl Ctx<'_> {
     }
 
     fn finish(mut self) -> FileReport {
-        let mut cells: Vec<(CellKey, CellState)> = Vec::new();
-        for (agg, table) in self.pipeline.aggregates.iter().zip(self.tables) {
-            for (_, g) in table.groups {
-                let key = |start: i64, end: i64| CellKey {
-                    aggregate: agg.name.clone(),
-                    group: g.key.clone(),
-                    start_ms: start,
-                    end_ms: end,
-                };
-                match agg.window {
-                    WindowSpec::Session { gap_ms } => {
-                        for (start, cell) in g.sessions {
+        // Cells come out in key order without comparing strings per cell: aggregates by
+        // name, groups ranked once by their key, then window start.
+        let mut aggs: Vec<(&crate::definition::Aggregate, AggTable)> =
+            self.pipeline.aggregates.iter().zip(self.tables).collect();
+        aggs.sort_by(|a, b| a.0.name.cmp(&b.0.name));
+        let mut cells: Vec<(CellKey, CellState)> = Vec::with_capacity(
+            aggs.iter()
+                .map(|(_, t)| t.fixed.count + t.group_list.len())
+                .sum(),
+        );
+        for (agg, table) in aggs {
+            let key = |g: &Group, start: i64, end: i64| CellKey {
+                aggregate: agg.name.clone(),
+                group: g.key.clone(),
+                start_ms: start,
+                end_ms: end,
+            };
+            match agg.window {
+                WindowSpec::Session { gap_ms } => {
+                    let rank = table.group_ranks();
+                    let mut groups: Vec<(u32, Group)> = table
+                        .group_list
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, g)| (rank[i], g))
+                        .collect();
+                    groups.sort_unstable_by_key(|(r, _)| *r);
+                    for (_, mut g) in groups {
+                        for (start, cell) in std::mem::take(&mut g.sessions) {
                             let end = cell.last_event_ms.saturating_add(gap_ms);
-                            cells.push((key(start, end), cell));
+                            cells.push((key(&g, start, end), cell));
                         }
                     }
-                    WindowSpec::Tumbling { size_ms } | WindowSpec::Hopping { size_ms, .. } => {
-                        for (start, cell) in g.fixed {
-                            cells.push((key(start, start.saturating_add(size_ms)), cell));
+                }
+                WindowSpec::Tumbling { size_ms } | WindowSpec::Hopping { size_ms, .. } => {
+                    let m = agg.metrics.len();
+                    let f = &table.fixed;
+                    let mut idx = Vec::new();
+                    for g in table.groups_in_order() {
+                        let Some(gc) = f.groups.get(g as usize) else {
+                            continue;
+                        };
+                        let grp = &table.group_list[g as usize];
+                        gc.by_start(&mut idx);
+                        for &i in &idx {
+                            let i = i as usize;
+                            let h = &gc.heads[i];
+                            let cell = CellState {
+                                accs: gc.accs[i * m..i * m + m].to_vec(),
+                                reopened: h.reopened,
+                                first_event_ms: h.first_event_ms,
+                                last_event_ms: h.last_event_ms,
+                                rows: h.rows,
+                            };
+                            let end = h.start.saturating_add(size_ms);
+                            cells.push((key(grp, h.start, end), cell));
                         }
                     }
                 }
             }
         }
-        // Sorting once and bulk-building is much cheaper than inserting key by key.
-        cells.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Sorted already, so the map is bulk-built.
         self.report.cells = cells.into_iter().collect();
         self.report.stats.cells = self.report.cells.len() as u64;
         self.report

@@ -5,6 +5,7 @@
 //! `FileReport` of mergeable `CellState` partials) → a store merges partials
 //! (`WindowState` in memory, DynamoDB in `csvflow-aws`) → `Pipeline::window_alerts`.
 
+pub mod alerting;
 pub mod commit;
 pub mod definition;
 pub mod engine;

@@ -151,10 +151,10 @@ impl MetricSpec {
             MetricFunc::Max => Acc::Max(None),
             MetricFunc::First => Acc::First(None),
             MetricFunc::Last => Acc::Last(None),
-            MetricFunc::Distinct => Acc::Distinct(Distinct::default()),
+            MetricFunc::Distinct => Acc::Distinct(Box::default()),
             MetricFunc::Quantile(q) => Acc::Quantile {
                 q,
-                sketch: Quantiles::default(),
+                sketch: Box::default(),
             },
         }
     }
@@ -257,9 +257,15 @@ impl FloatSum {
     }
 
     pub fn value(&self) -> f64 {
-        let whole = (self.nanos / 1_000_000_000) as f64;
-        let frac = (self.nanos % 1_000_000_000) as f64 / NANOS;
-        whole + frac + self.big
+        // The same integer arithmetic in i64 when it fits (i128 division is slow).
+        let (whole, frac) = match i64::try_from(self.nanos) {
+            Ok(n) => ((n / 1_000_000_000) as f64, (n % 1_000_000_000) as f64),
+            Err(_) => (
+                (self.nanos / 1_000_000_000) as f64,
+                (self.nanos % 1_000_000_000) as f64,
+            ),
+        };
+        whole + frac / NANOS + self.big
     }
 }
 
@@ -292,10 +298,12 @@ pub enum Acc {
     Max(Option<Scalar>),
     First(Option<Timed>),
     Last(Option<Timed>),
-    Distinct(Distinct),
+    /// Boxed (like the quantile sketch) so the common accumulators stay small: an `Acc`
+    /// is 48 bytes instead of a few hundred.
+    Distinct(Box<Distinct>),
     Quantile {
         q: f64,
-        sketch: Quantiles,
+        sketch: Box<Quantiles>,
     },
 }
 
@@ -488,32 +496,7 @@ impl CellState {
         self.rows += 1;
         self.first_event_ms = self.first_event_ms.min(ts);
         self.last_event_ms = self.last_event_ms.max(ts);
-        for (acc, m) in self.accs.iter_mut().zip(metrics) {
-            match (m.func, &m.arg) {
-                (MetricFunc::Count, _) => {
-                    if let Acc::Count(n) = acc {
-                        *n += 1;
-                    }
-                }
-                (MetricFunc::CountIf, Some(cond)) => {
-                    if cond.matches(row) {
-                        if let Acc::Count(n) = acc {
-                            *n += 1;
-                        }
-                    }
-                }
-                (_, Some(arg)) => {
-                    if let Some(slot) = arg.as_column() {
-                        if let Some(v) = row.get(slot) {
-                            acc.add(v, ts, scratch);
-                        }
-                    } else {
-                        acc.add(&arg.eval(row), ts, scratch);
-                    }
-                }
-                (_, None) => {}
-            }
-        }
+        update_accs(&mut self.accs, metrics, row, ts, scratch);
     }
 
     /// Merges another partial of the same cell (commutative and associative).
@@ -542,6 +525,43 @@ impl CellState {
 
     pub fn reopened(&self) -> bool {
         self.reopened
+    }
+}
+
+/// Adds one row observed at event time `ts` to one cell's accumulators (in metric order).
+#[inline]
+pub(crate) fn update_accs(
+    accs: &mut [Acc],
+    metrics: &[MetricSpec],
+    row: &[Val<'_>],
+    ts: i64,
+    scratch: &mut String,
+) {
+    for (acc, m) in accs.iter_mut().zip(metrics) {
+        match (m.func, &m.arg) {
+            (MetricFunc::Count, _) => {
+                if let Acc::Count(n) = acc {
+                    *n += 1;
+                }
+            }
+            (MetricFunc::CountIf, Some(cond)) => {
+                if cond.matches(row) {
+                    if let Acc::Count(n) = acc {
+                        *n += 1;
+                    }
+                }
+            }
+            (_, Some(arg)) => {
+                if let Some(slot) = arg.as_column() {
+                    if let Some(v) = row.get(slot) {
+                        acc.add(v, ts, scratch);
+                    }
+                } else {
+                    acc.add(&arg.eval(row), ts, scratch);
+                }
+            }
+            (_, None) => {}
+        }
     }
 }
 
@@ -681,6 +701,16 @@ mod tests {
         assert_eq!(e[2], MetricValue::Null);
         assert_eq!(e[6], MetricValue::Null);
         assert_eq!(e[10], MetricValue::Null);
+    }
+
+    #[test]
+    fn accumulators_stay_small() {
+        // The big sketches are boxed: every cell pays for its accumulators.
+        assert!(
+            std::mem::size_of::<Acc>() <= 48,
+            "{}",
+            std::mem::size_of::<Acc>()
+        );
     }
 
     #[test]

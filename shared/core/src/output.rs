@@ -5,8 +5,8 @@ use std::io::{self, Write};
 
 use crate::definition::Aggregate;
 use crate::engine::CellKey;
-use crate::metrics::{CellState, MetricValue};
-use crate::types::format_ts;
+use crate::metrics::{Acc, CellState, MetricValue};
+use crate::types::{format_ts, Val};
 
 /// Output format of `write_windows`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,29 +31,21 @@ pub fn write_windows<'a, W: Write>(
         .into_iter()
         .filter(|(k, _)| k.aggregate == agg.name())
         .collect();
-    rows.sort_by(|a, b| {
+    let order = |a: &(&CellKey, &CellState), b: &(&CellKey, &CellState)| {
         (&a.0.group, a.0.start_ms, a.0.end_ms).cmp(&(&b.0.group, b.0.start_ms, b.0.end_ms))
-    });
+    };
+    // Cells from a `WindowState` or a `FileReport` come in this order already.
+    if !rows.is_sorted_by(|a, b| order(a, b).is_le()) {
+        rows.sort_by(order);
+    }
     let metrics = agg.metric_names();
     match format {
         OutputFormat::Csv => {
-            let mut w = csv::WriterBuilder::new()
-                .terminator(csv::Terminator::Any(b'\n'))
-                .from_writer(&mut out);
-            let mut header: Vec<&str> = agg.group_by().iter().map(String::as_str).collect();
-            header.extend(["window_start", "window_end"]);
-            header.extend(metrics.iter().copied());
-            w.write_record(&header)?;
-            let mut rec: Vec<String> = Vec::with_capacity(header.len());
+            let mut w = CsvWindows::new(agg, &mut out)?;
             for (k, c) in rows {
-                rec.clear();
-                rec.extend(k.group.iter().cloned());
-                rec.push(format_ts(k.start_ms));
-                rec.push(format_ts(k.end_ms));
-                rec.extend(c.values().iter().map(MetricValue::to_string));
-                w.write_record(&rec)?;
+                w.cell(&k.group, k.start_ms, k.end_ms, &c.accs)?;
             }
-            w.flush()?;
+            w.finish()?;
         }
         OutputFormat::Json => {
             out.write_all(b"[")?;
@@ -93,4 +85,260 @@ pub fn write_windows<'a, W: Write>(
         }
     }
     out.flush()
+}
+
+/// The CSV form of [`write_windows`], one cell at a time (cells must come in output order):
+/// shared with `csvflow run`'s single-file path, which writes straight from the engine's
+/// tables.
+pub(crate) struct CsvWindows<W: Write> {
+    w: csv::Writer<W>,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> CsvWindows<W> {
+    /// Writes the header.
+    pub(crate) fn new(agg: &Aggregate, out: W) -> io::Result<Self> {
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(out);
+        let mut header: Vec<&str> = agg.group_by().iter().map(String::as_str).collect();
+        header.extend(["window_start", "window_end"]);
+        header.extend(agg.metric_names().iter().copied());
+        w.write_record(&header)?;
+        Ok(CsvWindows {
+            w,
+            buf: Vec::with_capacity(64),
+        })
+    }
+
+    /// Writes one cell: group values, window bounds, then each metric's value.
+    pub(crate) fn cell(
+        &mut self,
+        group: &[String],
+        start_ms: i64,
+        end_ms: i64,
+        accs: &[Acc],
+    ) -> io::Result<()> {
+        let (w, buf) = (&mut self.w, &mut self.buf);
+        for g in group {
+            w.write_field(g)?;
+        }
+        buf.clear();
+        write_ts(buf, start_ms);
+        w.write_field(&*buf)?;
+        buf.clear();
+        write_ts(buf, end_ms);
+        w.write_field(&*buf)?;
+        for a in accs {
+            buf.clear();
+            write_val(buf, &a.val());
+            w.write_field(&*buf)?;
+        }
+        w.write_record(None::<&[u8]>).map_err(io::Error::from)
+    }
+
+    pub(crate) fn finish(mut self) -> io::Result<()> {
+        self.w.flush()
+    }
+}
+
+/// Appends a window bound exactly as [`format_ts`] prints it (RFC 3339 UTC, milliseconds
+/// only when not whole seconds), without allocating for years 0..=9999.
+fn write_ts(buf: &mut Vec<u8>, ms: i64) {
+    // 0000-01-01 .. 9999-12-31 in epoch milliseconds.
+    const MIN: i64 = -62_167_219_200_000;
+    const MAX: i64 = 253_402_300_800_000;
+    if !(MIN..MAX).contains(&ms) {
+        buf.extend_from_slice(format_ts(ms).as_bytes());
+        return;
+    }
+    let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (y, m, d) = civil_from_days(days);
+    let secs = in_day / 1000;
+    let frac = in_day % 1000;
+    let two = |buf: &mut Vec<u8>, v: i64, sep: u8| {
+        buf.push(b'0' + (v / 10) as u8);
+        buf.push(b'0' + (v % 10) as u8);
+        buf.push(sep);
+    };
+    buf.extend_from_slice(&[
+        b'0' + (y / 1000) as u8,
+        b'0' + (y / 100 % 10) as u8,
+        b'0' + (y / 10 % 10) as u8,
+        b'0' + (y % 10) as u8,
+        b'-',
+    ]);
+    two(buf, m, b'-');
+    two(buf, d, b'T');
+    two(buf, secs / 3600, b':');
+    two(buf, secs / 60 % 60, b':');
+    buf.push(b'0' + (secs % 60 / 10) as u8);
+    buf.push(b'0' + (secs % 10) as u8);
+    if frac != 0 {
+        buf.extend_from_slice(&[
+            b'.',
+            b'0' + (frac / 100) as u8,
+            b'0' + (frac / 10 % 10) as u8,
+            b'0' + (frac % 10) as u8,
+        ]);
+    }
+    buf.push(b'Z');
+}
+
+/// Days since 1970-01-01 -> (year, month, day), proleptic Gregorian (H. Hinnant).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// Appends a metric value exactly as `MetricValue::from(v).to_string()` would.
+fn write_val(buf: &mut Vec<u8>, v: &Val<'_>) {
+    use std::io::Write as _;
+    // Writing to a Vec cannot fail.
+    let _ = match v {
+        Val::Null => Ok(()),
+        Val::Bool(b) => write!(buf, "{b}"),
+        Val::Int(i) => write!(buf, "{i}"),
+        Val::Float(f) => {
+            write_f64(buf, *f);
+            Ok(())
+        }
+        Val::Str(s) => {
+            buf.extend_from_slice(s.as_bytes());
+            Ok(())
+        }
+        Val::Ts(t) => {
+            write_ts(buf, *t);
+            Ok(())
+        }
+    };
+}
+
+/// Appends `x` exactly as `format!("{x}")` (shortest round-trip decimal, no exponent).
+///
+/// Fast path for values with at most two decimals (money), below 1e13 in magnitude: if
+/// `c / 100` (c = round(x * 100), exact in f64) rounds back to `x`, then that decimal is
+/// the shortest string that round-trips — any other decimal with as few digits is at
+/// least 0.01 away while doubles below 1e13 are closer than 0.002 apart — so it is what
+/// `Display` prints, trailing zeros trimmed. Everything else goes through `Display`.
+fn write_f64(buf: &mut Vec<u8>, x: f64) {
+    use std::io::Write as _;
+    if x != 0.0 && x.abs() < 1e13 {
+        let c = (x * 100.0).round();
+        if c / 100.0 == x {
+            let c = c as i64;
+            if c < 0 {
+                buf.push(b'-');
+            }
+            let c = c.unsigned_abs();
+            let _ = write!(buf, "{}", c / 100);
+            let frac = c % 100;
+            if frac != 0 {
+                buf.push(b'.');
+                buf.push(b'0' + (frac / 10) as u8);
+                if !frac.is_multiple_of(10) {
+                    buf.push(b'0' + (frac % 10) as u8);
+                }
+            }
+            return;
+        }
+    }
+    let _ = write!(buf, "{x}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_f64_matches_display() {
+        let mut buf = Vec::new();
+        let mut check = |x: f64| {
+            buf.clear();
+            write_f64(&mut buf, x);
+            assert_eq!(std::str::from_utf8(&buf).unwrap(), format!("{x}"), "{x:e}");
+        };
+        for x in [
+            0.0,
+            -0.0,
+            0.1,
+            0.01,
+            0.05,
+            1.0,
+            -1.0,
+            0.3,
+            0.1 + 0.2,
+            12345.67,
+            -12345.6,
+            1e12,
+            9_999_999_999_999.99,
+            1e13,
+            1e13 + 0.5,
+            123.456,
+            5e-324,
+            1e300,
+            0.995,
+            100.10,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            2.5e-3,
+            7.0e-2,
+        ] {
+            check(x);
+        }
+        let mut r: u64 = 99;
+        for i in 0..200_000u64 {
+            r ^= r << 13;
+            r ^= r >> 7;
+            r ^= r << 17;
+            let cents = (r % 2_000_000_000_000_000) as i64 - 1_000_000_000_000_000;
+            let scale = [1, 10, 100, 1000, 100_000][(i % 5) as usize];
+            // Sums of cents as the engine computes them, plus arbitrary doubles.
+            check((cents / scale) as f64 / 100.0);
+            check((cents % 1_000_000_000) as f64 / 100.0 + (r % 7) as f64 * 1e-9);
+            check(f64::from_bits(r));
+        }
+    }
+
+    #[test]
+    fn write_ts_matches_format_ts() {
+        let mut buf = Vec::new();
+        let mut check = |ms: i64| {
+            buf.clear();
+            write_ts(&mut buf, ms);
+            assert_eq!(std::str::from_utf8(&buf).unwrap(), format_ts(ms), "{ms}");
+        };
+        for ms in [
+            0,
+            1,
+            -1,
+            999,
+            1_000,
+            -86_400_000,
+            951_782_400_000,     // 2000-02-29
+            1_795_132_800_123,   // 2026-11-20T00:00:00.123Z
+            -62_167_219_200_000, // 0000-01-01
+            -62_167_219_200_001, // before year 0: falls back
+            253_402_300_799_999, // 9999-12-31T23:59:59.999Z
+            253_402_300_800_000, // 10000-01-01: falls back
+            i64::MIN,
+            i64::MAX,
+        ] {
+            check(ms);
+        }
+        let mut x: u64 = 7;
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            check((x % 400_000_000_000_000) as i64 - 70_000_000_000_000);
+        }
+    }
 }

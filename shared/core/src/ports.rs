@@ -2,12 +2,15 @@
 //! trait each. The engine is pure; `shared/aws` adapts S3, DynamoDB and SQS to them.
 //!
 //! Data flows: event -> [`ObjectSource`] -> rows -> window partials -> [`WindowStore`]
-//! (exactly once, guarded by the file ledger); bad rows -> [`QuarantineSink`]; files
-//! that keep failing -> [`DeadLetterSink`].
+//! (exactly once, guarded by the file ledger; window alerts land in the same
+//! transactions as the windows that crossed a threshold) -> [`AlertOutbox`] ->
+//! [`AlertSink`]; latest windows -> [`FeedSink`]; bad rows -> [`QuarantineSink`];
+//! files that keep failing -> [`DeadLetterSink`].
 
 use std::future::Future;
 use std::io::Read;
 
+use crate::alerting::AlertMessage;
 use crate::{BadRow, CellChange, CellKey, CellState, FileReport, Pipeline};
 
 /// Where a file came from, and which immutable version of it this is.
@@ -102,7 +105,8 @@ pub trait WindowStore {
         file: &ObjectRef,
     ) -> impl Future<Output = Result<Vec<usize>, Self::Error>> + Send;
 
-    /// Merges one chunk of partials into stored state atomically with its ledger entry.
+    /// Merges one chunk of partials into stored state atomically with its ledger entry
+    /// and the window alerts its changes raise (see [`Pipeline::window_alerts`]).
     /// `Ok(None)` means another delivery committed this chunk first.
     fn commit_chunk(
         &self,
@@ -128,6 +132,70 @@ pub trait WindowStore {
         pipeline: &Pipeline,
         file: &ObjectRef,
         reason: &str,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// The ledger's outbox of alerts: window alerts are written by
+/// [`WindowStore::commit_chunk`] atomically with the windows; row alerts through
+/// [`AlertOutbox::record`]. Publishing claims each alert (with a lease), publishes it and
+/// marks it published, so retries and concurrent duplicates deliver each breach once.
+pub trait AlertOutbox {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Records alerts for a file unless already recorded (same id: same breach).
+    fn record(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        alerts: &[AlertMessage],
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Claims the file's unpublished alerts that no one else holds a lease on.
+    fn claim_unpublished(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+    ) -> impl Future<Output = Result<Vec<AlertMessage>, Self::Error>> + Send;
+
+    /// Marks a claimed alert published.
+    fn mark_published(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        alert: &AlertMessage,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Delivers alerts to people and systems (SNS, EventBridge).
+pub trait AlertSink {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn publish(&self, alert: &AlertMessage)
+        -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Reads back the most recent windows of an aggregate, for feeds.
+pub trait WindowReader {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    /// Up to `limit` windows of the aggregate, latest window starts first.
+    fn latest_windows(
+        &self,
+        pipeline: &Pipeline,
+        aggregate: &str,
+        limit: usize,
+    ) -> impl Future<Output = Result<Vec<(CellKey, CellState)>, Self::Error>> + Send;
+}
+
+/// Publishes a JSON snapshot of an aggregate's latest windows for dashboards.
+pub trait FeedSink {
+    type Error: std::error::Error + Send + Sync + 'static;
+
+    fn publish_feed(
+        &self,
+        pipeline: &Pipeline,
+        aggregate: &str,
+        json: Vec<u8>,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
 }
 

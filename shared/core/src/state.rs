@@ -2,6 +2,7 @@
 //! merge with overlapping/touching sessions of the same key) and tracking the watermark.
 //! Used by `csvflow run` and by the AWS layer's in-memory fake store.
 
+use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -79,6 +80,41 @@ impl WindowState {
             self.max_event_ms = Some(self.max_event_ms.map_or(m, |x| x.max(m)));
         }
         changes
+    }
+
+    /// Merges a file's cells and advances the max event time, like [`WindowState::apply`],
+    /// but moves the report's cells in and reports nothing (no `CellChange`, no clones):
+    /// the path for callers that only want the resulting state (`csvflow run`).
+    pub fn absorb(&mut self, pipeline: &Pipeline, report: FileReport) {
+        if let Some(m) = report.max_event_ms {
+            self.max_event_ms = Some(self.max_event_ms.map_or(m, |x| x.max(m)));
+        }
+        let cells = report.cells;
+        let sessions = pipeline
+            .aggregates()
+            .iter()
+            .any(|a| a.session_gap_ms().is_some());
+        if self.cells.is_empty() && !sessions {
+            // Nothing to merge with: the report's map becomes the state as is.
+            self.cells = cells;
+            return;
+        }
+        for (key, cell) in cells {
+            let gap = pipeline
+                .aggregate(&key.aggregate)
+                .and_then(|a| a.session_gap_ms());
+            match gap {
+                Some(gap) => {
+                    self.apply_session(gap, &key, &cell);
+                }
+                None => match self.cells.entry(key) {
+                    Entry::Occupied(mut e) => e.get_mut().merge(&cell),
+                    Entry::Vacant(e) => {
+                        e.insert(cell);
+                    }
+                },
+            }
+        }
     }
 
     fn apply_session(&mut self, gap: i64, key: &CellKey, cell: &CellState) -> CellChange {

@@ -18,6 +18,14 @@ impl WindowSpec {
         matches!(self, WindowSpec::Session { .. })
     }
 
+    /// The window length (0 for sessions, whose length varies).
+    pub fn size_ms(&self) -> i64 {
+        match *self {
+            WindowSpec::Tumbling { size_ms } | WindowSpec::Hopping { size_ms, .. } => size_ms,
+            WindowSpec::Session { .. } => 0,
+        }
+    }
+
     /// Calls `f(start, end)` for every fixed window containing `ts` (nothing for sessions).
     #[inline]
     pub fn assign(&self, ts: i64, mut f: impl FnMut(i64, i64)) {

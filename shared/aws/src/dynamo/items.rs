@@ -42,6 +42,15 @@ pub fn aggregate_tag(pipeline: &str, aggregate: &str) -> String {
     format!("{pipeline}#{aggregate}")
 }
 
+/// Index of the windows table: `agg` (hash) + `sk` (range), latest windows first.
+pub const AGGREGATE_INDEX: &str = "by-aggregate";
+/// Index of the ledger table: `alerts_pk` (hash) + `detected_at` (range).
+pub const ALERTS_INDEX: &str = "alerts-by-time";
+
+pub fn alerts_pk(pipeline: &str) -> String {
+    format!("alerts#{pipeline}")
+}
+
 pub fn file_pk(pipeline: &str, file: &ObjectRef) -> String {
     format!("file#{pipeline}#{}#{}", file.uri(), file.revision())
 }
@@ -197,7 +206,7 @@ mod tests {
 
     #[test]
     fn sort_keys_sort_like_the_numbers() {
-        let mut starts = vec![
+        let mut starts = [
             -5_000i64,
             0,
             60_000,

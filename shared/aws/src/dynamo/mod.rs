@@ -15,7 +15,10 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_types::error::display::DisplayErrorContext;
-use csvflow_core::ports::{ChunkOutcome, FileClaim, ObjectRef, WindowStore};
+use csvflow_core::alerting::AlertMessage;
+use csvflow_core::ports::{
+    AlertOutbox, ChunkOutcome, FileClaim, ObjectRef, WindowReader, WindowStore,
+};
 use csvflow_core::{
     merge_sessions, Aggregate, CellChange, CellKey, CellState, FileReport, Pipeline,
 };
@@ -163,6 +166,63 @@ impl DynamoStore {
             }
         }
         Ok(found)
+    }
+
+    /// An outbox item: under the file's ledger partition, indexed by pipeline and time.
+    fn alert_item(
+        &self,
+        pipeline: &Pipeline,
+        file_pk: &str,
+        alert: &AlertMessage,
+    ) -> Result<Item, StoreError> {
+        Ok(Item::from([
+            ("pk".to_owned(), items::s(file_pk)),
+            ("sk".to_owned(), items::s(format!("alert#{}", alert.id))),
+            (
+                "alerts_pk".to_owned(),
+                items::s(items::alerts_pk(pipeline.name())),
+            ),
+            ("detected_at".to_owned(), items::n(alert.detected_at_ms)),
+            ("alert_id".to_owned(), items::s(&alert.id)),
+            ("rule".to_owned(), items::s(&alert.rule)),
+            ("status".to_owned(), items::s("pending")),
+            (
+                "payload".to_owned(),
+                items::s(serde_json::to_string(alert)?),
+            ),
+            (
+                "expires_at".to_owned(),
+                items::n(expires_at(now_ms(), LEDGER_RETENTION)),
+            ),
+        ]))
+    }
+
+    /// Recent alerts of a pipeline, newest last, from the `alerts-by-time` index.
+    pub async fn alerts_since(
+        &self,
+        pipeline: &str,
+        since_ms: i64,
+    ) -> Result<Vec<AlertMessage>, StoreError> {
+        let table = &self.config.ledger_table;
+        let mut pages = self
+            .client
+            .query()
+            .table_name(table)
+            .index_name(items::ALERTS_INDEX)
+            .key_condition_expression("alerts_pk = :pk AND detected_at >= :since")
+            .expression_attribute_values(":pk", items::s(items::alerts_pk(pipeline)))
+            .expression_attribute_values(":since", items::n(since_ms))
+            .into_paginator()
+            .items()
+            .send();
+        let mut alerts = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(self.dynamo_error("Query", table))?;
+            if let Some(payload) = item.get("payload").and_then(|p| p.as_s().ok()) {
+                alerts.push(serde_json::from_str(payload)?);
+            }
+        }
+        Ok(alerts)
     }
 
     /// The pipeline's watermark: max event time seen minus the allowed lateness.
@@ -350,6 +410,26 @@ impl DynamoStore {
                     sk,
                     *version,
                 )?);
+            }
+            // A threshold crossing is decided against the versions read above, so it
+            // lands in exactly one committed transaction: its alert goes in with it.
+            let now = now_ms();
+            for change in &plan.changes {
+                for alert in pipeline.window_alerts(change) {
+                    let message =
+                        AlertMessage::for_window(pipeline, &alert, change, &file_uri, now);
+                    let item = self.alert_item(pipeline, file_pk, &message)?;
+                    actions.push(
+                        TransactWriteItem::builder()
+                            .put(
+                                Put::builder()
+                                    .table_name(&self.config.ledger_table)
+                                    .set_item(Some(item))
+                                    .build()?,
+                            )
+                            .build(),
+                    );
+                }
             }
             if actions.len() > CHUNK_WRITES {
                 return Err(StoreError::ChunkTooLarge {
@@ -796,4 +876,156 @@ fn now_ms() -> i64 {
 /// TTL in epoch seconds: `retention` after `end_ms`.
 fn expires_at(end_ms: i64, retention: Duration) -> i64 {
     end_ms / 1000 + retention.as_secs() as i64
+}
+
+/// How long a claim on an alert holds before another delivery may publish it.
+const ALERT_LEASE_MS: i64 = 30_000;
+
+impl AlertOutbox for DynamoStore {
+    type Error = StoreError;
+
+    async fn record(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        alerts: &[AlertMessage],
+    ) -> Result<(), StoreError> {
+        let file_pk = items::file_pk(pipeline.name(), file);
+        let table = &self.config.ledger_table;
+        for alert in alerts {
+            let result = self
+                .client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(self.alert_item(pipeline, &file_pk, alert)?))
+                .condition_expression("attribute_not_exists(pk)")
+                .send()
+                .await;
+            match result {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(self.dynamo_error("PutItem", table)(e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn claim_unpublished(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+    ) -> Result<Vec<AlertMessage>, StoreError> {
+        let file_pk = items::file_pk(pipeline.name(), file);
+        let table = &self.config.ledger_table;
+        let mut pages = self
+            .client
+            .query()
+            .table_name(table)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :alert)")
+            .filter_expression("#status <> :published")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pk", items::s(&file_pk))
+            .expression_attribute_values(":alert", items::s("alert#"))
+            .expression_attribute_values(":published", items::s("published"))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        let mut claimed = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(self.dynamo_error("Query", table))?;
+            let (Some(sk), Some(payload)) = (
+                item.get("sk").and_then(|v| v.as_s().ok()),
+                item.get("payload").and_then(|v| v.as_s().ok()),
+            ) else {
+                continue;
+            };
+            let now = now_ms();
+            let claim = self
+                .client
+                .update_item()
+                .table_name(table)
+                .key("pk", items::s(&file_pk))
+                .key("sk", items::s(sk))
+                .update_expression("SET #status = :publishing, lease_until = :lease")
+                .condition_expression(
+                    "#status = :pending OR (#status = :publishing AND lease_until < :now)",
+                )
+                .expression_attribute_names("#status", "status")
+                .expression_attribute_values(":publishing", items::s("publishing"))
+                .expression_attribute_values(":pending", items::s("pending"))
+                .expression_attribute_values(":lease", items::n(now + ALERT_LEASE_MS))
+                .expression_attribute_values(":now", items::n(now))
+                .send()
+                .await;
+            match claim {
+                Ok(_) => claimed.push(serde_json::from_str(payload)?),
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_conditional_check_failed_exception()) => {}
+                Err(e) => return Err(self.dynamo_error("UpdateItem", table)(e)),
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn mark_published(
+        &self,
+        pipeline: &Pipeline,
+        file: &ObjectRef,
+        alert: &AlertMessage,
+    ) -> Result<(), StoreError> {
+        let table = &self.config.ledger_table;
+        self.client
+            .update_item()
+            .table_name(table)
+            .key("pk", items::s(items::file_pk(pipeline.name(), file)))
+            .key("sk", items::s(format!("alert#{}", alert.id)))
+            .update_expression("SET #status = :published, published_at = :now")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":published", items::s("published"))
+            .expression_attribute_values(":now", items::n(now_ms()))
+            .send()
+            .await
+            .map_err(self.dynamo_error("UpdateItem", table))?;
+        Ok(())
+    }
+}
+
+impl WindowReader for DynamoStore {
+    type Error = StoreError;
+
+    async fn latest_windows(
+        &self,
+        pipeline: &Pipeline,
+        aggregate: &str,
+        limit: usize,
+    ) -> Result<Vec<(CellKey, CellState)>, StoreError> {
+        let table = &self.config.windows_table;
+        let out = self
+            .client
+            .query()
+            .table_name(table)
+            .index_name(items::AGGREGATE_INDEX)
+            .key_condition_expression("agg = :agg")
+            .expression_attribute_values(
+                ":agg",
+                items::s(items::aggregate_tag(pipeline.name(), aggregate)),
+            )
+            .scan_index_forward(false)
+            .limit(limit.min(1_000) as i32)
+            .send()
+            .await
+            .map_err(self.dynamo_error("Query", table))?;
+        out.items()
+            .iter()
+            .map(|item| {
+                items::read_window(item)
+                    .map(|w| (w.key, w.state))
+                    .map_err(StoreError::from)
+            })
+            .collect()
+    }
 }
