@@ -48,6 +48,7 @@ pub fn run(command: Command) -> Result<(), String> {
                 .await
             }
             Command::Run { .. } => Err("`run` does not use AWS".to_owned()),
+            Command::Dashboard(_) => Err("`dashboard` runs on its own".to_owned()),
         }
     })
 }

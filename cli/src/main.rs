@@ -2,6 +2,7 @@
 //! LocalStack, replay S3 objects through the ingest handler, and read windows back.
 
 mod aws_commands;
+mod dashboard;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,6 +75,9 @@ enum Command {
         #[arg(long)]
         prefix: Option<String>,
     },
+    /// Serve the live dashboard and its JSON API locally (the dashboard Lambda's router);
+    /// prints the URL with the token.
+    Dashboard(dashboard::DashboardArgs),
     /// Read windows back from DynamoDB, in the same format as `csvflow run`.
     Windows {
         #[arg(long)]
@@ -120,6 +124,7 @@ fn main() -> ExitCode {
             )
             .map_err(|e| e.to_string())
         }
+        Command::Dashboard(args) => dashboard::run(args),
         other => aws_commands::run(other),
     };
     match result {
