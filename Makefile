@@ -1,7 +1,7 @@
 # csvflow — the two commands that matter are `make demo` and `make test`.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help demo test tools localstack-up localstack-down deploy lint build lambda bench clean
+.PHONY: help demo test test-browser tools localstack-up localstack-down deploy lint build lambda bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,3 +37,6 @@ bench: ## throughput and memory benchmark of the engine against DuckDB and CPyth
 clean: ## stop LocalStack and remove build output and installed tools
 	-localstack/down
 	rm -rf target .tools .localstack
+
+test-browser: ## headless Chromium test of the dashboard against LocalStack (after make demo)
+	tests/browser/run

@@ -47,6 +47,12 @@ pub fn run(command: Command) -> Result<(), String> {
                 )
                 .await
             }
+            Command::Alerts {
+                pipeline,
+                since,
+                follow,
+                json,
+            } => alerts(pipeline.as_deref(), &since, follow, json).await,
             Command::Run { .. } => Err("`run` does not use AWS".to_owned()),
             Command::Dashboard(_) => Err("`dashboard` runs on its own".to_owned()),
         }
@@ -210,4 +216,68 @@ async fn windows(
         std::io::stdout().lock(),
     )
     .map_err(|e| format!("cannot write windows: {e}"))
+}
+
+async fn alerts(
+    pipeline: Option<&str>,
+    since: &str,
+    follow: bool,
+    json: bool,
+) -> Result<(), String> {
+    let since_ms =
+        csvflow_core::window::parse_duration(since).map_err(|e| format!("--since: {e}"))?;
+    let settings = IngestSettings::from_env().map_err(|e| e.to_string())?;
+    let sdk = sdk_config().await;
+    let catalog = load_catalog(&s3_client(&sdk), &settings.pipelines_uri)
+        .await
+        .map_err(|e| e.to_string())?;
+    let pipelines: Vec<String> = match pipeline {
+        Some(name) if catalog.pipeline(name).is_none() => {
+            return Err(format!("no pipeline named {name:?}"))
+        }
+        Some(name) => vec![name.to_owned()],
+        None => catalog
+            .pipelines()
+            .iter()
+            .map(|p| p.name().to_owned())
+            .collect(),
+    };
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.store_config());
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    };
+    let mut from = now() - since_ms;
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let mut found = Vec::new();
+        for name in &pipelines {
+            found.extend(
+                store
+                    .alerts_since(name, from)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        found.sort_by_key(|a| a.detected_at_ms);
+        for alert in found {
+            if !seen.insert(alert.id.clone()) {
+                continue;
+            }
+            from = from.max(alert.detected_at_ms);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&alert).map_err(|e| e.to_string())?
+                );
+            } else {
+                println!("{}", alert.summary());
+            }
+        }
+        if !follow {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }

@@ -75,6 +75,21 @@ enum Command {
         #[arg(long)]
         prefix: Option<String>,
     },
+    /// Show recent alerts (from the ledger's alert index).
+    Alerts {
+        /// Only this pipeline (default: every pipeline of the catalog).
+        #[arg(long)]
+        pipeline: Option<String>,
+        /// How far back, e.g. 30m, 6h, 7d.
+        #[arg(long, default_value = "1h")]
+        since: String,
+        /// Keep polling and print new alerts as they arrive.
+        #[arg(long)]
+        follow: bool,
+        /// Print each alert as its full JSON message.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the live dashboard and its JSON API locally (the dashboard Lambda's router);
     /// prints the URL with the token.
     Dashboard(dashboard::DashboardArgs),
