@@ -1,7 +1,7 @@
 # csvflow — the two commands that matter are `make demo` and `make test`.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-.PHONY: help demo test test-browser tools localstack-up localstack-down deploy lint build lambda bench clean
+.PHONY: help demo test test-browser bench-large tools localstack-up localstack-down deploy lint build lambda bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -40,3 +40,6 @@ clean: ## stop LocalStack and remove build output and installed tools
 
 test-browser: ## headless Chromium test of the dashboard against LocalStack (after make demo)
 	tests/browser/run
+
+bench-large: ## peak RSS of ingest on a 10 MB vs a 1 GB object from S3 (LocalStack)
+	scripts/bench-large
