@@ -611,4 +611,25 @@ impl WindowReader for FaultyStore {
             .latest_windows(pipeline, aggregate, limit)
             .await?)
     }
+
+    async fn window_keys_starting_between(
+        &self,
+        pipeline: &Pipeline,
+        aggregate: &str,
+        from_start_ms: i64,
+        to_start_ms: i64,
+    ) -> Result<Vec<CellKey>, FaultyError> {
+        Ok(self
+            .inner
+            .window_keys_starting_between(pipeline, aggregate, from_start_ms, to_start_ms)
+            .await?)
+    }
+
+    async fn read_windows(
+        &self,
+        pipeline: &Pipeline,
+        keys: &[CellKey],
+    ) -> Result<Vec<(CellKey, CellState)>, FaultyError> {
+        Ok(self.inner.read_windows(pipeline, keys).await?)
+    }
 }

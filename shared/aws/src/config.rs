@@ -2,6 +2,7 @@
 //! deployed stack's outputs in the CLI), and the wiring of adapters into the ingest
 //! service. A missing setting or a bad pipeline definition fails here, in one line.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,13 +84,44 @@ impl IngestSettings {
     }
 }
 
-/// Loads and validates the pipeline catalog from S3 or a local file.
+/// Loads and validates the pipeline catalog from S3 or a local file, with the lookup
+/// tables and models it names (paths relative to the definitions file, or full
+/// `s3://` URIs).
 pub async fn load_catalog(s3: &aws_sdk_s3::Client, uri: &str) -> Result<Catalog, ConfigError> {
+    let text = String::from_utf8(fetch(s3, uri).await?).map_err(|e| ConfigError::Pipelines {
+        uri: uri.to_owned(),
+        reason: e.to_string(),
+    })?;
+    let definition = |source| ConfigError::Definition {
+        uri: uri.to_owned(),
+        source,
+    };
+    let mut files = HashMap::new();
+    for path in Catalog::files_referenced(&text).map_err(definition)? {
+        let full = resolve(uri, &path);
+        files.insert(path, fetch(s3, &full).await?);
+    }
+    Catalog::from_toml_with(&text, &files).map_err(definition)
+}
+
+/// A path from a definitions file, resolved against the file's own location.
+fn resolve(definitions_uri: &str, path: &str) -> String {
+    if path.starts_with("s3://") || path.starts_with('/') {
+        return path.to_string();
+    }
+    match definitions_uri.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{path}"),
+        None => path.to_string(),
+    }
+}
+
+/// Reads an `s3://bucket/key` object or a local file.
+async fn fetch(s3: &aws_sdk_s3::Client, uri: &str) -> Result<Vec<u8>, ConfigError> {
     let failed = |reason: String| ConfigError::Pipelines {
         uri: uri.to_owned(),
         reason,
     };
-    let text = match uri.strip_prefix("s3://") {
+    match uri.strip_prefix("s3://") {
         Some(rest) => {
             let (bucket, key) = rest
                 .split_once('/')
@@ -107,14 +139,10 @@ pub async fn load_catalog(s3: &aws_sdk_s3::Client, uri: &str) -> Result<Catalog,
                 .await
                 .map_err(|e| failed(e.to_string()))?
                 .into_bytes();
-            String::from_utf8(bytes.to_vec()).map_err(|e| failed(e.to_string()))?
+            Ok(bytes.to_vec())
         }
-        None => std::fs::read_to_string(uri).map_err(|e| failed(e.to_string()))?,
-    };
-    Catalog::from_toml(&text).map_err(|source| ConfigError::Definition {
-        uri: uri.to_owned(),
-        source,
-    })
+        None => std::fs::read(uri).map_err(|e| failed(e.to_string())),
+    }
 }
 
 /// The ingest service wired to real AWS adapters.
@@ -160,4 +188,26 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(8))
         .load()
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn paths_resolve_against_the_definitions_file() {
+        assert_eq!(
+            resolve("s3://b/config/pipelines.toml", "lookups/zones.csv"),
+            "s3://b/config/lookups/zones.csv"
+        );
+        assert_eq!(
+            resolve("examples/pipelines.toml", "models/m.json"),
+            "examples/models/m.json"
+        );
+        assert_eq!(resolve("pipelines.toml", "z.csv"), "z.csv");
+        assert_eq!(
+            resolve("s3://b/p.toml", "s3://other/z.csv"),
+            "s3://other/z.csv"
+        );
+    }
 }

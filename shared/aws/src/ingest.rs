@@ -4,17 +4,20 @@
 //! the aggregate feeds. Generic over the ports, so the same code runs against AWS,
 //! LocalStack or test doubles.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
 use csvflow_core::alerting::AlertMessage;
-use csvflow_core::commit::{commit_file, CommitOutcome};
+use csvflow_core::closing::closing;
+use csvflow_core::commit::{commit_chunks, plan_chunks, CommitOutcome};
 use csvflow_core::ports::{
     AlertOutbox, AlertSink, DeadLetterSink, FeedSink, FileClaim, ObjectRef, ObjectSource,
     QuarantineSink, WindowReader, WindowStore,
 };
 use csvflow_core::{
-    process_file, write_windows, Catalog, CellChange, FileInput, FileReport, OutputFormat, Pipeline,
+    process_file, write_windows, Catalog, CellChange, CellKey, CellState, FileInput, FileReport,
+    OutputFormat, Pipeline,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -153,6 +156,16 @@ fn boxed<E: std::error::Error + Send + Sync + 'static>(
     Box::new(e)
 }
 
+/// Maps any store port's error to [`IngestError::Store`] for a file.
+fn store_error<E: std::error::Error + Send + Sync + 'static>(
+    file: &str,
+) -> impl FnOnce(E) -> IngestError + '_ {
+    move |e| IngestError::Store {
+        file: file.to_owned(),
+        source: boxed(e),
+    }
+}
+
 impl<S, W, Q, D, A, F> Ingest<S, W, Q, D, A, F>
 where
     S: ObjectSource + Sync,
@@ -242,12 +255,28 @@ where
                 file: uri.clone(),
                 source: boxed(e),
             })?;
-        let outcome: CommitOutcome = commit_file(&self.ports.store, pipeline, &object, &report)
+        let store_error = |e| IngestError::Store {
+            file: uri.clone(),
+            source: boxed(e),
+        };
+        let mut outcome: CommitOutcome =
+            commit_chunks(&self.ports.store, pipeline, &object, &report)
+                .await
+                .map_err(store_error)?;
+        // Before the file counts as done, so a retry after a crash closes them again.
+        self.close_windows(pipeline, &object, &uri, watermark_ms, &report)
+            .await?;
+        outcome.writes += self
+            .ports
+            .store
+            .finish(
+                pipeline,
+                &object,
+                &report,
+                plan_chunks(pipeline, &report).len(),
+            )
             .await
-            .map_err(|e| IngestError::Store {
-                file: uri.clone(),
-                source: boxed(e),
-            })?;
+            .map_err(store_error)?;
         let alerts = self.publish_alerts(pipeline, &object, &uri).await?;
         self.refresh_feeds(pipeline, &uri).await?;
         let summary = FileSummary {
@@ -271,6 +300,68 @@ where
         );
         metrics::publish(&summary);
         Ok(summary)
+    }
+
+    /// Checks `on = "close"` rules on the windows this file closes (the watermark passes
+    /// their end) and records the alerts they raise. Alert ids are (rule, window), so a
+    /// retry or two files closing the same window record it once.
+    async fn close_windows(
+        &self,
+        pipeline: &Pipeline,
+        object: &ObjectRef,
+        uri: &str,
+        watermark_before: Option<i64>,
+        report: &FileReport,
+    ) -> Result<(), IngestError> {
+        let now = now_ms();
+        for closing in closing(pipeline, watermark_before, report) {
+            let store = &self.ports.store;
+            let mut keys = store
+                .window_keys_starting_between(
+                    pipeline,
+                    &closing.aggregate,
+                    closing.from_start_ms,
+                    closing.to_start_ms,
+                )
+                .await
+                .map_err(store_error(uri))?;
+            keys.extend(closing.file_cells);
+            keys.sort();
+            keys.dedup();
+            let Some(aggregate) = pipeline.aggregate(&closing.aggregate) else {
+                continue;
+            };
+            let previous: Vec<CellKey> = keys
+                .iter()
+                .filter_map(|k| aggregate.previous_key(k))
+                .collect();
+            keys.extend(previous);
+            keys.sort();
+            keys.dedup();
+            let windows: BTreeMap<CellKey, CellState> = store
+                .read_windows(pipeline, &keys)
+                .await
+                .map_err(store_error(uri))?
+                .into_iter()
+                .collect();
+            let mut alerts = Vec::new();
+            for (key, cell) in windows.iter().filter(|(k, _)| {
+                (closing.from_start_ms..=closing.to_start_ms).contains(&k.start_ms)
+            }) {
+                let previous = aggregate.previous_key(key).and_then(|p| windows.get(&p));
+                for alert in pipeline.close_alerts(key, cell, previous) {
+                    alerts.push(AlertMessage::for_closed_window(pipeline, &alert, uri, now));
+                }
+            }
+            if !alerts.is_empty() {
+                tracing::info!(file = %uri, aggregate = %closing.aggregate, alerts = alerts.len(), "closed windows raised alerts");
+                store
+                    .record(pipeline, object, &alerts)
+                    .await
+                    .map_err(store_error(uri))?;
+            }
+        }
+        Ok(())
     }
 
     /// Publishes the file's alerts that are not out yet (each claimed first, so a

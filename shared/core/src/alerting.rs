@@ -95,6 +95,31 @@ impl AlertMessage {
         file: &str,
         now_ms: i64,
     ) -> Self {
+        let event_ms = if change.after.last_event_ms == i64::MIN {
+            alert.key.start_ms
+        } else {
+            change.after.last_event_ms
+        };
+        Self::window(pipeline, alert, event_ms, file, now_ms)
+    }
+
+    /// The alert of an `on = "close"` rule; its event time is the window's end.
+    pub fn for_closed_window(
+        pipeline: &Pipeline,
+        alert: &WindowAlert,
+        file: &str,
+        now_ms: i64,
+    ) -> Self {
+        Self::window(pipeline, alert, alert.key.end_ms, file, now_ms)
+    }
+
+    fn window(
+        pipeline: &Pipeline,
+        alert: &WindowAlert,
+        event_ms: i64,
+        file: &str,
+        now_ms: i64,
+    ) -> Self {
         let group_by = pipeline
             .aggregate(&alert.key.aggregate)
             .map(|a| a.group_by())
@@ -112,11 +137,6 @@ impl AlertMessage {
             start.as_str(),
         ];
         id_parts.extend(alert.key.group.iter().map(String::as_str));
-        let event_ms = if change.after.last_event_ms == i64::MIN {
-            alert.key.start_ms
-        } else {
-            change.after.last_event_ms
-        };
         Self {
             id: stable_id(&id_parts),
             kind: AlertKind::Window,

@@ -11,14 +11,16 @@ use crate::{CellChange, CellKey, CellState, FileReport, Pipeline};
 pub const CHUNK_WRITES: usize = 99;
 
 /// How many cells of an aggregate fit in one chunk. Each cell may also raise one alert
-/// per window rule of its aggregate, and a session cell may absorb (delete) stored
+/// per window rule of its aggregate (plus a cool-down item), and a session cell may absorb (delete) stored
 /// sessions, so those leave room. Depends on the definition only: deterministic.
 pub fn chunk_cells(pipeline: &Pipeline, aggregate: &str) -> usize {
-    let rules = pipeline
+    // A rule with a cool-down may also write its cool-down item.
+    let rules: usize = pipeline
         .window_rules()
         .iter()
         .filter(|r| r.aggregate == aggregate)
-        .count();
+        .map(|r| 1 + usize::from(r.cooldown_ms.is_some()))
+        .sum();
     let session = pipeline
         .aggregate(aggregate)
         .is_some_and(|a| a.is_session());
@@ -68,8 +70,10 @@ pub struct CommitOutcome {
     pub chunks_already_done: usize,
 }
 
-/// Commits a processed file exactly once.
-pub async fn commit_file<W: WindowStore>(
+/// Commits a processed file's chunks exactly once (skipping those the ledger has). The
+/// caller then runs [`WindowStore::finish`], after anything that must happen before the
+/// file counts as done (e.g. recording the alerts of the windows it closes).
+pub async fn commit_chunks<W: WindowStore>(
     store: &W,
     pipeline: &Pipeline,
     file: &ObjectRef,
@@ -94,6 +98,5 @@ pub async fn commit_file<W: WindowStore>(
             None => outcome.chunks_already_done += 1,
         }
     }
-    outcome.writes += store.finish(pipeline, file, report, chunks.len()).await?;
     Ok(outcome)
 }

@@ -4,12 +4,16 @@
 //! Every validation error is one line naming the pipeline, the key and the problem, e.g.
 //! `pipeline "card-transactions": aggregate "per_card_10m" metric "total": unknown column "amout"`.
 
+use std::sync::Arc;
+
 use indexmap::IndexMap;
 use serde::Deserialize;
 
+use crate::engine::CellKey;
 use crate::expr::{Expr, ListScope, Type};
-use crate::metrics::MetricSpec;
-use crate::types::{ColumnType, TimeFormat, TimeParser};
+use crate::metrics::{CellState, MetricSpec, MetricValue};
+use crate::resources::{FileLoader, LookupTable, Model, NoFiles, Resources};
+use crate::types::{ColumnType, TimeFormat, TimeParser, Val};
 use crate::window::{parse_duration, WindowSpec};
 
 /// A pipeline definition error (one line).
@@ -115,6 +119,28 @@ pub struct Aggregate {
     pub(crate) group_slots: Vec<usize>,
     pub(crate) window: WindowSpec,
     pub(crate) metrics: Vec<MetricSpec>,
+    /// `[pipeline.aggregate.derived]`: values computed from a window's metrics.
+    pub(crate) derived: Vec<DerivedMetric>,
+}
+
+/// A per-row computed column (`[pipeline.derive]`), evaluated after the declared columns;
+/// its slot in the row follows them, in definition order.
+#[derive(Clone, Debug)]
+pub struct DerivedColumn {
+    pub name: String,
+    pub source: String,
+    pub expr: Expr,
+}
+
+/// A value computed from a window's metrics (`[pipeline.aggregate.derived]`), e.g.
+/// `surge = "clamp(double(requests) / max(double(drivers), 1.0), 1.0, 3.0)"`. It is not
+/// stored as a partial: it is recomputed from the merged metrics whenever a window is
+/// output or checked by a rule, so it is always consistent with them.
+#[derive(Clone, Debug)]
+pub struct DerivedMetric {
+    pub name: String,
+    pub source: String,
+    pub expr: Expr,
 }
 
 impl Aggregate {
@@ -136,6 +162,92 @@ impl Aggregate {
     pub fn metrics(&self) -> &[MetricSpec] {
         &self.metrics
     }
+    pub fn derived(&self) -> &[DerivedMetric] {
+        &self.derived
+    }
+    /// The output columns of a window: metrics, then derived values.
+    pub fn output_names(&self) -> Vec<&str> {
+        self.metrics
+            .iter()
+            .map(|m| m.name.as_str())
+            .chain(self.derived.iter().map(|d| d.name.as_str()))
+            .collect()
+    }
+    /// A window's output values: its metrics, then its derived values.
+    pub fn output_values(&self, key: &CellKey, cell: &CellState) -> Vec<MetricValue> {
+        let row = self.scope_row(key, cell, None);
+        let mut out = cell.values();
+        let m = self.metrics.len();
+        out.extend((0..self.derived.len()).map(|i| MetricValue::from(row[m + i].clone())));
+        out
+    }
+    /// Output names with their values.
+    pub fn named_values(&self, key: &CellKey, cell: &CellState) -> Vec<(String, MetricValue)> {
+        self.output_names()
+            .into_iter()
+            .map(str::to_string)
+            .zip(self.output_values(key, cell))
+            .collect()
+    }
+    /// The step back to the previous window of the same key (`prev.` in rules):
+    /// the size for tumbling windows, `every` for hopping ones; none for sessions.
+    pub fn previous_window_step_ms(&self) -> Option<i64> {
+        match self.window {
+            WindowSpec::Tumbling { size_ms } => Some(size_ms),
+            WindowSpec::Hopping { every_ms, .. } => Some(every_ms),
+            WindowSpec::Session { .. } => None,
+        }
+    }
+    /// The key of the previous window of a cell's group, for `prev.` in rules.
+    pub fn previous_key(&self, key: &CellKey) -> Option<CellKey> {
+        let step = self.previous_window_step_ms()?;
+        Some(CellKey {
+            aggregate: key.aggregate.clone(),
+            group: key.group.clone(),
+            start_ms: key.start_ms - step,
+            end_ms: key.end_ms - step,
+        })
+    }
+    /// The row window rules and derived values see, laid out as [`Self::window_scope`]:
+    /// metrics, derived values, group-by values, window bounds, then the previous
+    /// window's metrics and derived values (null without a previous window).
+    pub fn scope_row<'a>(
+        &'a self,
+        key: &'a CellKey,
+        cell: &'a CellState,
+        previous: Option<&'a CellState>,
+    ) -> Vec<Val<'a>> {
+        let mut row = cell.typed_values();
+        self.push_derived(&mut row);
+        row.extend(key.group.iter().map(|g| Val::Str(g.as_str().into())));
+        row.push(Val::Ts(key.start_ms));
+        row.push(Val::Ts(key.end_ms));
+        let width = self.metrics.len() + self.derived.len();
+        match previous {
+            Some(p) => {
+                let mut prev = p.typed_values();
+                // Derived values of the previous window see its metrics in the same slots.
+                self.push_derived(&mut prev);
+                row.extend(prev);
+            }
+            None => row.extend(std::iter::repeat_n(Val::Null, width)),
+        }
+        row
+    }
+    /// Appends the derived values to a row holding a window's metric values.
+    pub(crate) fn push_derived<'a>(&'a self, row: &mut Vec<Val<'a>>) {
+        for d in &self.derived {
+            let v = d.expr.eval(row).into_owned();
+            row.push(v);
+        }
+    }
+    /// Whether any window rule of this aggregate reads `prev.`.
+    pub fn rules_read_previous(&self, pipeline: &Pipeline) -> bool {
+        pipeline
+            .window_rules
+            .iter()
+            .any(|r| r.aggregate == self.name && r.reads_previous)
+    }
     /// The session gap, for session aggregates.
     pub fn session_gap_ms(&self) -> Option<i64> {
         match self.window {
@@ -143,17 +255,23 @@ impl Aggregate {
             _ => None,
         }
     }
-    /// Names visible to window rules: metrics, then group-by columns, then
-    /// `window_start` / `window_end`.
+    /// Names visible to window rules: metrics, derived values, group-by columns,
+    /// `window_start` / `window_end`, then `prev.<metric>` / `prev.<derived>` for windows
+    /// that have a previous one.
     pub(crate) fn window_scope(&self) -> Vec<(String, Type)> {
-        let mut v: Vec<(String, Type)> = self
+        let own: Vec<(String, Type)> = self
             .metrics
             .iter()
             .map(|m| (m.name.clone(), m.out_ty))
+            .chain(self.derived.iter().map(|d| (d.name.clone(), d.expr.ty())))
             .collect();
+        let mut v = own.clone();
         v.extend(self.group_by.iter().map(|g| (g.clone(), Type::Str)));
         v.push(("window_start".into(), Type::Ts));
         v.push(("window_end".into(), Type::Ts));
+        if self.previous_window_step_ms().is_some() {
+            v.extend(own.into_iter().map(|(n, t)| (format!("prev.{n}"), t)));
+        }
         v
     }
 }
@@ -173,6 +291,22 @@ pub struct WindowRule {
     pub aggregate: String,
     pub source: String,
     pub cond: Expr,
+    /// When the rule is checked.
+    pub on: RuleTrigger,
+    /// After an alert, no alert of this rule for the same group for windows starting
+    /// less than this much later (or earlier).
+    pub cooldown_ms: Option<i64>,
+    /// Whether the condition reads `prev.<metric>`.
+    pub reads_previous: bool,
+}
+
+/// When a window rule is checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleTrigger {
+    /// Whenever a window changes: fires when the condition becomes true.
+    Change,
+    /// Once, when the watermark passes the window's end (e.g. "no dose in the window").
+    Close,
 }
 
 /// A validated pipeline.
@@ -187,6 +321,9 @@ pub struct Pipeline {
     pub(crate) aggregates: Vec<Aggregate>,
     pub(crate) row_rules: Vec<RowRule>,
     pub(crate) window_rules: Vec<WindowRule>,
+    /// `[pipeline.derive]`: computed per-row columns, after the declared ones.
+    pub(crate) derived: Vec<DerivedColumn>,
+    pub(crate) resources: Resources,
 }
 
 impl Pipeline {
@@ -230,6 +367,12 @@ impl Pipeline {
     pub fn window_rules(&self) -> &[WindowRule] {
         &self.window_rules
     }
+    pub fn derived_columns(&self) -> &[DerivedColumn] {
+        &self.derived
+    }
+    pub fn resources(&self) -> &Resources {
+        &self.resources
+    }
 }
 
 /// All pipelines of a definitions file, in the order written.
@@ -239,8 +382,48 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Parses and validates pipeline definitions.
+    /// Parses and validates pipeline definitions that refer to no files.
     pub fn from_toml(text: &str) -> Result<Catalog, DefinitionError> {
+        Self::from_toml_with(text, &NoFiles)
+    }
+
+    /// Parses and validates pipeline definitions, loading the lookup tables and models
+    /// they name through `files`.
+    pub fn from_toml_with(text: &str, files: &dyn FileLoader) -> Result<Catalog, DefinitionError> {
+        Self::parse(text, Some(files))
+    }
+
+    /// The files (lookup tables, models) the definitions name, as written, for drivers
+    /// that fetch them before compiling (see `HashMap`'s [`FileLoader`]).
+    pub fn files_referenced(text: &str) -> Result<Vec<String>, DefinitionError> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| syntax(text, &e))?;
+        let mut files = Vec::new();
+        for item in table
+            .get("pipeline")
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for section in ["lookup", "model"] {
+                for entry in item
+                    .get(section)
+                    .and_then(toml::Value::as_table)
+                    .into_iter()
+                    .flat_map(|t| t.values())
+                {
+                    if let Some(f) = entry.get("file").and_then(toml::Value::as_str) {
+                        if !files.iter().any(|x| x == f) {
+                            files.push(f.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        Ok(files)
+    }
+
+    fn parse(text: &str, files: Option<&dyn FileLoader>) -> Result<Catalog, DefinitionError> {
+        let files = files.unwrap_or(&NoFiles);
         let table: toml::Table = toml::from_str(text).map_err(|e| syntax(text, &e))?;
         let mut pipelines: Vec<Pipeline> = Vec::new();
         for (key, value) in &table {
@@ -270,7 +453,7 @@ impl Catalog {
                         message: e.message().replace('\n', " "),
                     }
                 })?;
-                let p = compile_pipeline(raw)?;
+                let p = compile_pipeline(raw, files)?;
                 if pipelines.iter().any(|q| q.name == p.name) {
                     return Err(invalid(&p.name, "name", "defined twice"));
                 }
@@ -335,9 +518,28 @@ struct RawPipeline {
     time: RawTime,
     columns: IndexMap<String, String>,
     #[serde(default)]
+    lookup: IndexMap<String, RawLookup>,
+    #[serde(default)]
+    model: IndexMap<String, RawModel>,
+    #[serde(default)]
+    derive: IndexMap<String, String>,
+    #[serde(default)]
     aggregate: Vec<RawAggregate>,
     #[serde(default)]
     alert: Vec<RawAlert>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLookup {
+    file: String,
+    key: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    file: String,
 }
 
 #[derive(Deserialize)]
@@ -393,6 +595,8 @@ struct RawAggregate {
     group_by: Vec<String>,
     window: RawWindow,
     metrics: IndexMap<String, String>,
+    #[serde(default)]
+    derived: IndexMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -411,6 +615,8 @@ struct RawAlert {
     aggregate: Option<String>,
     when: Option<String>,
     row: Option<String>,
+    on: Option<String>,
+    cooldown: Option<String>,
 }
 
 fn one_byte(p: &str, key: &str, s: &str) -> Result<u8, DefinitionError> {
@@ -427,7 +633,7 @@ fn one_byte(p: &str, key: &str, s: &str) -> Result<u8, DefinitionError> {
     }
 }
 
-fn compile_pipeline(raw: RawPipeline) -> Result<Pipeline, DefinitionError> {
+fn compile_pipeline(raw: RawPipeline, files: &dyn FileLoader) -> Result<Pipeline, DefinitionError> {
     let p = raw.name.as_str();
     if p.trim().is_empty() {
         return Err(invalid(p, "name", "must not be empty"));
@@ -595,10 +801,32 @@ fn compile_pipeline(raw: RawPipeline) -> Result<Pipeline, DefinitionError> {
         late,
     };
 
-    let row_names: Vec<(String, Type)> = columns
+    let resources = load_resources(p, &raw, files)?;
+    let mut row_names: Vec<(String, Type)> = columns
         .iter()
         .map(|c| (c.name.clone(), Type::from(c.ty)))
         .collect();
+    let mut derived = Vec::with_capacity(raw.derive.len());
+    for (name, src) in &raw.derive {
+        if row_names.iter().any(|(n, _)| n == name) {
+            return Err(invalid(p, format!("derive.{name}"), "already a column"));
+        }
+        let scope = ListScope {
+            names: &row_names,
+            kind: "column",
+        };
+        let expr = Expr::compile_in(src, &scope, &resources)
+            .map_err(|e| invalid(p, format!("derive.{name}"), e.0))?;
+        if expr.ty() == Type::Null {
+            return Err(invalid(p, format!("derive.{name}"), "is always null"));
+        }
+        row_names.push((name.clone(), expr.ty()));
+        derived.push(DerivedColumn {
+            name: name.clone(),
+            source: src.clone(),
+            expr,
+        });
+    }
     let row_scope = ListScope {
         names: &row_names,
         kind: "column",
@@ -613,7 +841,7 @@ fn compile_pipeline(raw: RawPipeline) -> Result<Pipeline, DefinitionError> {
         }
         let mut group_slots = Vec::with_capacity(a.group_by.len());
         for g in &a.group_by {
-            let s = columns.iter().position(|c| &c.name == g).ok_or_else(|| {
+            let s = row_names.iter().position(|(n, _)| n == g).ok_or_else(|| {
                 invalid(
                     p,
                     format!("{at} group_by"),
@@ -665,17 +893,46 @@ fn compile_pipeline(raw: RawPipeline) -> Result<Pipeline, DefinitionError> {
         }
         let mut metrics = Vec::with_capacity(a.metrics.len());
         for (name, src) in &a.metrics {
-            let m = MetricSpec::compile(name, src, &row_scope)
+            let m = MetricSpec::compile_in(name, src, &row_scope, &resources)
                 .map_err(|e| invalid(p, format!("{at} metric \"{name}\""), e.0))?;
             metrics.push(m);
         }
-        aggregates.push(Aggregate {
+        let mut agg = Aggregate {
             name: a.name.clone(),
             group_by: a.group_by.clone(),
             group_slots,
             window,
             metrics,
-        });
+            derived: Vec::new(),
+        };
+        for (name, src) in &a.derived {
+            if agg.window_scope().iter().any(|(n, _)| n == name) {
+                return Err(invalid(
+                    p,
+                    format!("{at} derived \"{name}\""),
+                    "already a metric or column",
+                ));
+            }
+            // Derived values see the metrics and the derived values before them.
+            let names: Vec<(String, Type)> = agg
+                .metrics
+                .iter()
+                .map(|m| (m.name.clone(), m.out_ty))
+                .chain(agg.derived.iter().map(|d| (d.name.clone(), d.expr.ty())))
+                .collect();
+            let scope = ListScope {
+                names: &names,
+                kind: "metric",
+            };
+            let expr = Expr::compile_in(src, &scope, &resources)
+                .map_err(|e| invalid(p, format!("{at} derived \"{name}\""), e.0))?;
+            agg.derived.push(DerivedMetric {
+                name: name.clone(),
+                source: src.clone(),
+                expr,
+            });
+        }
+        aggregates.push(agg);
     }
 
     // Alerts.
@@ -688,9 +945,16 @@ fn compile_pipeline(raw: RawPipeline) -> Result<Pipeline, DefinitionError> {
             return Err(invalid(p, at, "defined twice"));
         }
         names.push(&al.name);
+        if al.row.is_some() && (al.on.is_some() || al.cooldown.is_some()) {
+            return Err(invalid(
+                p,
+                at,
+                "`on` and `cooldown` apply to window rules (`aggregate` + `when`)",
+            ));
+        }
         match (&al.aggregate, &al.when, &al.row) {
             (None, None, Some(r)) => {
-                let cond = Expr::compile_condition(r, &row_scope)
+                let cond = Expr::compile_condition_in(r, &row_scope, &resources)
                     .map_err(|e| invalid(p, format!("{at} row"), e.0))?;
                 row_rules.push(RowRule {
                     name: al.name.clone(),
@@ -710,13 +974,41 @@ fn compile_pipeline(raw: RawPipeline) -> Result<Pipeline, DefinitionError> {
                     names: &names,
                     kind: "metric",
                 };
-                let cond = Expr::compile_condition(w, &scope)
+                let cond = Expr::compile_condition_in(w, &scope, &resources)
                     .map_err(|e| invalid(p, format!("{at} when"), e.0))?;
+                let own = a.metrics.len() + a.derived.len() + a.group_by.len() + 2;
+                let reads_previous = cond.slots().iter().any(|&s| s >= own);
+                let on = match al.on.as_deref() {
+                    None | Some("change") => RuleTrigger::Change,
+                    Some("close") => RuleTrigger::Close,
+                    Some(o) => {
+                        return Err(invalid(
+                            p,
+                            format!("{at} on"),
+                            format!("unknown trigger \"{o}\" (expected change or close)"),
+                        ))
+                    }
+                };
+                if on == RuleTrigger::Close && a.is_session() {
+                    return Err(invalid(
+                        p,
+                        format!("{at} on"),
+                        "\"close\" needs a tumbling or hopping window",
+                    ));
+                }
+                let cooldown_ms = al
+                    .cooldown
+                    .as_deref()
+                    .map(|d| parse_duration(d).map_err(|m| invalid(p, format!("{at} cooldown"), m)))
+                    .transpose()?;
                 window_rules.push(WindowRule {
                     name: al.name.clone(),
                     aggregate: agg.clone(),
                     source: w.clone(),
                     cond,
+                    on,
+                    cooldown_ms,
+                    reads_previous,
                 });
             }
             _ => {
@@ -739,7 +1031,37 @@ fn compile_pipeline(raw: RawPipeline) -> Result<Pipeline, DefinitionError> {
         aggregates,
         row_rules,
         window_rules,
+        derived,
+        resources,
     })
+}
+
+/// Loads the pipeline's lookup tables and models.
+fn load_resources(
+    p: &str,
+    raw: &RawPipeline,
+    files: &dyn FileLoader,
+) -> Result<Resources, DefinitionError> {
+    let mut res = Resources::default();
+    for (name, l) in &raw.lookup {
+        let at = format!("lookup.{name}");
+        let bytes = files
+            .load(&l.file)
+            .map_err(|e| invalid(p, format!("{at}.file"), e))?;
+        let table = LookupTable::from_csv(name, &bytes, &l.key)
+            .map_err(|e| invalid(p, &at, format!("{}: {e}", l.file)))?;
+        res.lookups.insert(name.clone(), Arc::new(table));
+    }
+    for (name, m) in &raw.model {
+        let at = format!("model.{name}");
+        let bytes = files
+            .load(&m.file)
+            .map_err(|e| invalid(p, format!("{at}.file"), e))?;
+        let model = Model::from_json(name, &bytes)
+            .map_err(|e| invalid(p, &at, format!("{}: {e}", m.file)))?;
+        res.models.insert(name.clone(), Arc::new(model));
+    }
+    Ok(res)
 }
 
 #[cfg(test)]

@@ -579,6 +579,20 @@ fn parse_field<'r>(
     })
 }
 
+/// Renders a computed value as group-key text (strings as they are, numbers in shortest
+/// round-trip form, timestamps in RFC 3339).
+fn render_key(v: &Val<'_>, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let _ = match v {
+        Val::Null => Ok(()),
+        Val::Str(s) => out.write_all(s.as_bytes()),
+        Val::Bool(b) => write!(out, "{b}"),
+        Val::Int(i) => write!(out, "{i}"),
+        Val::Float(f) => write!(out, "{f}"),
+        Val::Ts(t) => out.write_all(crate::types::format_ts(*t).as_bytes()),
+    };
+}
+
 fn excerpt(raw: &[u8]) -> String {
     let s = String::from_utf8_lossy(raw);
     if s.chars().count() > 40 {
@@ -615,6 +629,10 @@ impl Ctx<'_> {
                 return self.bad(rec, reason);
             }
         };
+        for d in &p.derived {
+            let v = d.expr.eval(&row).into_owned();
+            row.push(v);
+        }
         let line = rec.position().map_or(0, |q| q.line());
         for rule in &p.row_rules {
             if rule.cond.matches(&row) {
@@ -633,6 +651,11 @@ impl Ctx<'_> {
                                     .into_owned(),
                             )
                         })
+                        .chain(p.derived.iter().zip(&row[p.columns.len()..]).map(|(d, v)| {
+                            let mut s = Vec::new();
+                            render_key(v, &mut s);
+                            (d.name.clone(), String::from_utf8_lossy(&s).into_owned())
+                        }))
                         .collect(),
                 });
             }
@@ -654,22 +677,28 @@ impl Ctx<'_> {
         for (agg, table) in p.aggregates.iter().zip(self.tables.iter_mut()) {
             // Group key bytes: the raw field for one group-by column, else length-prefixed
             // raw fields (null = empty).
+            // Derived columns (slots past the declared ones) key by their rendered value.
+            let ncols = p.columns.len();
             let keybytes: &[u8] = match agg.group_slots.as_slice() {
                 [] => &[],
-                &[slot] => match row.get(slot) {
+                &[slot] if slot < ncols => match row.get(slot) {
                     Some(Val::Null) | None => &[],
                     _ => rec.get(self.layout[slot]).unwrap_or_default(),
                 },
                 slots => {
                     self.keybuf.clear();
                     for &slot in slots {
-                        let raw = match row.get(slot) {
-                            Some(Val::Null) | None => &[][..],
-                            _ => rec.get(self.layout[slot]).unwrap_or_default(),
-                        };
-                        self.keybuf
-                            .extend_from_slice(&(raw.len() as u32).to_le_bytes());
-                        self.keybuf.extend_from_slice(raw);
+                        let at = self.keybuf.len();
+                        self.keybuf.extend_from_slice(&[0; 4]);
+                        match row.get(slot) {
+                            Some(Val::Null) | None => {}
+                            Some(v) if slot >= ncols => render_key(v, &mut self.keybuf),
+                            _ => self
+                                .keybuf
+                                .extend_from_slice(rec.get(self.layout[slot]).unwrap_or_default()),
+                        }
+                        let len = (self.keybuf.len() - at - 4) as u32;
+                        self.keybuf[at..at + 4].copy_from_slice(&len.to_le_bytes());
                     }
                     &self.keybuf
                 }
@@ -702,6 +731,11 @@ impl Ctx<'_> {
                         .iter()
                         .map(|&slot| match row.get(slot) {
                             Some(Val::Null) | None => String::new(),
+                            Some(v) if slot >= ncols => {
+                                let mut s = Vec::new();
+                                render_key(v, &mut s);
+                                String::from_utf8_lossy(&s).into_owned()
+                            }
                             _ => String::from_utf8_lossy(
                                 rec.get(self.layout[slot]).unwrap_or_default(),
                             )

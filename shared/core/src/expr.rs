@@ -10,8 +10,14 @@ use std::cmp::Ordering;
 
 use cel::common::ast::{Expr as CelExpr, LiteralValue as CelVal};
 use cel::IdedExpr;
+use smallvec::SmallVec;
 
+use std::sync::{Arc, LazyLock};
+
+use crate::resources::{LookupTable, Model, Resources};
 use crate::types::{parse_float, Val};
+
+static NO_RESOURCES: LazyLock<Resources> = LazyLock::new(Resources::default);
 
 /// The static type of an expression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,6 +224,28 @@ enum Node {
     In(Box<Node>, Vec<Lit>),
     Cond(Box<Node>, Box<Node>, Box<Node>),
     Call(Func, Type, Vec<Node>),
+    /// `lookup(table, key, "column")`: the column index in the table.
+    Lookup(Shared<LookupTable>, usize, Box<Node>),
+    /// `score(model, feature, ...)`.
+    Score(Shared<Model>, Vec<Node>),
+    /// `sentiment(text)`.
+    Sentiment(Box<Node>),
+}
+
+/// A shared resource inside a compiled expression; equal when it is the same resource.
+#[derive(Debug)]
+struct Shared<T>(Arc<T>);
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared(self.0.clone())
+    }
+}
+
+impl<T> PartialEq for Shared<T> {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// A compiled, type-checked expression.
@@ -230,17 +258,28 @@ pub struct Expr {
 }
 
 impl Expr {
-    /// Parses and compiles `src` against `scope`.
+    /// Parses and compiles `src` against `scope` (no lookup tables or models).
     pub fn compile(src: &str, scope: &dyn Scope) -> Result<Expr, ExprError> {
-        Self::compile_ast(&parse(src)?, scope)
+        Self::compile_in(src, scope, &NO_RESOURCES)
+    }
+
+    /// Parses and compiles `src` against `scope`, with the pipeline's lookup tables and
+    /// models available to `lookup(...)` and `score(...)`.
+    pub fn compile_in(src: &str, scope: &dyn Scope, res: &Resources) -> Result<Expr, ExprError> {
+        Self::compile_ast(&parse(src)?, scope, res)
     }
 
     /// Compiles an already parsed AST.
-    pub fn compile_ast(ast: &IdedExpr, scope: &dyn Scope) -> Result<Expr, ExprError> {
+    pub fn compile_ast(
+        ast: &IdedExpr,
+        scope: &dyn Scope,
+        res: &Resources,
+    ) -> Result<Expr, ExprError> {
         let mut slots = Vec::new();
         let (node, ty) = Compiler {
             scope,
             slots: &mut slots,
+            res,
         }
         .compile(ast)?;
         slots.sort_unstable();
@@ -250,7 +289,16 @@ impl Expr {
 
     /// Compiles a condition: the expression must be bool.
     pub fn compile_condition(src: &str, scope: &dyn Scope) -> Result<Expr, ExprError> {
-        let e = Self::compile(src, scope)?;
+        Self::compile_condition_in(src, scope, &NO_RESOURCES)
+    }
+
+    /// [`Expr::compile_condition`] with the pipeline's lookup tables and models.
+    pub fn compile_condition_in(
+        src: &str,
+        scope: &dyn Scope,
+        res: &Resources,
+    ) -> Result<Expr, ExprError> {
+        let e = Self::compile_in(src, scope, res)?;
         if e.ty != Type::Bool {
             return err(format!(
                 "condition \"{src}\" is {}, expected bool",
@@ -291,6 +339,7 @@ impl Expr {
 struct Compiler<'c> {
     scope: &'c dyn Scope,
     slots: &'c mut Vec<usize>,
+    res: &'c Resources,
 }
 
 fn func_from_name(name: &str) -> Option<Func> {
@@ -352,7 +401,24 @@ impl Compiler<'_> {
                 args.extend(call.args.iter());
                 self.call(&call.func_name, &args)
             }
-            CelExpr::Select(s) => err(format!("field selection \".{}\" is not supported", s.field)),
+            // `prev.metric`: the metric of the previous window, in window rules.
+            CelExpr::Select(s) => match &s.operand.expr {
+                CelExpr::Ident(base) => {
+                    let name = format!("{base}.{}", s.field);
+                    match self.scope.lookup(&name) {
+                        Some((slot, ty)) => {
+                            self.slots.push(slot);
+                            Ok((Node::Col(slot), ty))
+                        }
+                        None if base == "prev" => err(format!(
+                            "unknown {} \"{name}\" (prev.<metric> is only available in window rules)",
+                            self.scope.kind()
+                        )),
+                        None => err(format!("unknown {} \"{name}\"", self.scope.kind())),
+                    }
+                }
+                _ => err(format!("field selection \".{}\" is not supported", s.field)),
+            },
             CelExpr::List(_) => err("a list is only allowed on the right of `in`"),
             CelExpr::Map(_) | CelExpr::Struct(_) => err("maps and structs are not supported"),
             CelExpr::Comprehension(_) => {
@@ -466,6 +532,7 @@ impl Compiler<'_> {
                     let (ln, lt) = Compiler {
                         scope: &EmptyScope,
                         slots: &mut Vec::new(),
+                        res: self.res,
                     }
                     .compile(el)
                     .map_err(|_| ExprError("`in` list elements must be literals".into()))?;
@@ -564,6 +631,21 @@ impl Compiler<'_> {
     }
 
     fn function(&mut self, name: &str, args: &[&IdedExpr]) -> Result<(Node, Type), ExprError> {
+        match name {
+            "lookup" => return self.lookup(args),
+            "score" => return self.score(args),
+            "sentiment" => {
+                let [text] = args else {
+                    return err(format!("sentiment() takes 1 argument, got {}", args.len()));
+                };
+                let (n, t) = self.compile(text)?;
+                if !matches!(t, Type::Str | Type::Null) {
+                    return err(format!("sentiment() expects a string, got {}", t.name()));
+                }
+                return Ok((Node::Sentiment(Box::new(n)), Type::Float));
+            }
+            _ => {}
+        }
         let Some(f) = func_from_name(name) else {
             return err(format!(
                 "unknown function \"{name}\" (expression functions: {FUNCTIONS})"
@@ -652,6 +734,73 @@ impl Compiler<'_> {
     }
 }
 
+impl Compiler<'_> {
+    /// `lookup("table", key, "column")`: a string, null for an unknown key.
+    fn lookup(&mut self, args: &[&IdedExpr]) -> Result<(Node, Type), ExprError> {
+        let [table, key, column] = args else {
+            return err(format!(
+                "lookup() takes 3 arguments (table, key, column), got {}",
+                args.len()
+            ));
+        };
+        let table_name = string_literal(table, "lookup()'s table")?;
+        let Some(t) = self.res.lookups.get(table_name) else {
+            return err(format!("unknown lookup table \"{table_name}\""));
+        };
+        let column_name = string_literal(column, "lookup()'s column")?;
+        let Some(c) = t.column(column_name) else {
+            return err(format!(
+                "lookup table \"{table_name}\" has no column \"{column_name}\" (columns: {})",
+                t.columns().join(", ")
+            ));
+        };
+        let (k, kt) = self.compile(key)?;
+        if !matches!(kt, Type::Str | Type::Null) {
+            return err(format!("lookup() key must be a string, got {}", kt.name()));
+        }
+        Ok((Node::Lookup(Shared(t.clone()), c, Box::new(k)), Type::Str))
+    }
+
+    /// `score("model", feature, ...)`: the model's probability; numbers and bools (1/0)
+    /// as features, in the model's feature order.
+    fn score(&mut self, args: &[&IdedExpr]) -> Result<(Node, Type), ExprError> {
+        let Some((model, features)) = args.split_first() else {
+            return err("score() needs a model name and its features");
+        };
+        let model_name = string_literal(model, "score()'s model")?;
+        let Some(m) = self.res.models.get(model_name) else {
+            return err(format!("unknown model \"{model_name}\""));
+        };
+        if features.len() != m.features.len() {
+            return err(format!(
+                "model \"{model_name}\" takes {} features ({}), got {}",
+                m.features.len(),
+                m.features.join(", "),
+                features.len()
+            ));
+        }
+        let mut nodes = Vec::with_capacity(features.len());
+        for (f, fname) in features.iter().zip(&m.features) {
+            let (n, t) = self.compile(f)?;
+            if !(t.numeric() || matches!(t, Type::Bool | Type::Null)) {
+                return err(format!(
+                    "feature \"{fname}\" of model \"{model_name}\" must be a number or bool, got {}",
+                    t.name()
+                ));
+            }
+            nodes.push(n);
+        }
+        Ok((Node::Score(Shared(m.clone()), nodes), Type::Float))
+    }
+}
+
+fn string_literal<'e>(e: &'e IdedExpr, what: &str) -> Result<&'e str, ExprError> {
+    match &e.expr {
+        CelExpr::Literal(CelVal::String(s)) => Ok(s.inner()),
+        _ => err(format!("{what} must be a string literal")),
+    }
+}
+
 fn node_type(n: &Node, t: Type) -> Type {
     match n {
         Node::Lit(l) => l.ty(),
@@ -734,6 +883,30 @@ fn eval<'a>(n: &'a Node, row: &[Val<'a>]) -> Val<'a> {
         },
         Node::Arith(o, k, a, b) => arith(*o, *k, eval(a, row), eval(b, row)),
         Node::Call(f, ty, args) => call(*f, *ty, args, row),
+        Node::Lookup(table, column, key) => match eval(key, row) {
+            Val::Str(k) => table
+                .0
+                .get(&k, *column)
+                .map_or(Val::Null, |v| Val::Str(Cow::Borrowed(v))),
+            _ => Val::Null,
+        },
+        Node::Score(model, features) => {
+            let mut x: SmallVec<[f64; 16]> = SmallVec::with_capacity(features.len());
+            for f in features {
+                match eval(f, row) {
+                    Val::Bool(b) => x.push(f64::from(u8::from(b))),
+                    v => match v.as_f64() {
+                        Some(v) => x.push(v),
+                        None => return Val::Null,
+                    },
+                }
+            }
+            Val::Float(model.0.score(&x))
+        }
+        Node::Sentiment(text) => match eval(text, row) {
+            Val::Str(t) => Val::Float(crate::resources::sentiment(&t)),
+            _ => Val::Null,
+        },
     }
 }
 
@@ -970,7 +1143,9 @@ mod tests {
             ("amount &&", "syntax error"),
             ("ok && n", "must be bool"),
             ("n in [\"a\"]", "does not match"),
-            ("a.b", "field selection"),
+            ("a.b", "unknown column \"a.b\""),
+            ("prev.n", "only available in window rules"),
+            ("n.b.c", "field selection"),
         ];
         for (src, want) in cases {
             let e = run(src, &r).unwrap_err().to_string();

@@ -6,6 +6,7 @@
 //! (`WindowState` in memory, DynamoDB in `csvflow-aws`) → `Pipeline::window_alerts`.
 
 pub mod alerting;
+pub mod closing;
 pub mod commit;
 pub mod definition;
 pub mod engine;
@@ -14,6 +15,7 @@ pub mod metrics;
 pub mod output;
 pub mod ports;
 mod reader;
+pub mod resources;
 pub mod rules;
 pub mod run;
 pub mod sketch;
@@ -21,12 +23,13 @@ pub mod state;
 pub mod types;
 pub mod window;
 
-pub use definition::{Aggregate, Catalog, DefinitionError, Pipeline};
+pub use definition::{Aggregate, Catalog, DefinitionError, Pipeline, RuleTrigger};
 pub use engine::{
     process_file, BadRow, CellKey, FileError, FileInput, FileReport, FileStats, RowAlert,
 };
 pub use metrics::{CellState, MetricValue};
 pub use output::{write_windows, OutputFormat};
+pub use resources::{DirLoader, FileLoader, NoFiles};
 pub use rules::WindowAlert;
 pub use run::{run, RunError, RunOptions};
 pub use state::{merge_sessions, CellChange, WindowState};

@@ -20,6 +20,7 @@ use std::fmt::{self, Write as _};
 use serde::{Deserialize, Serialize};
 
 use crate::expr::{self, Expr, ExprError, Scope, Type};
+use crate::resources::Resources;
 use crate::sketch::{Distinct, Quantiles};
 use crate::types::{format_ts, Val};
 
@@ -77,8 +78,18 @@ pub struct MetricSpec {
 }
 
 impl MetricSpec {
-    /// Compiles a metric definition against the row scope.
+    /// Compiles a metric definition against the row scope (no lookup tables or models).
     pub fn compile(name: &str, src: &str, scope: &dyn Scope) -> Result<MetricSpec, ExprError> {
+        Self::compile_in(name, src, scope, &Resources::default())
+    }
+
+    /// Compiles a metric definition against the row scope and the pipeline's resources.
+    pub fn compile_in(
+        name: &str,
+        src: &str,
+        scope: &dyn Scope,
+        res: &Resources,
+    ) -> Result<MetricSpec, ExprError> {
         use cel::common::ast::Expr as E;
         let ast = expr::parse(src)?;
         let E::Call(call) = &ast.expr else {
@@ -102,7 +113,7 @@ impl MetricSpec {
             )));
         }
         let arg = match call.args.first() {
-            Some(a) => Some(Expr::compile_ast(a, scope)?),
+            Some(a) => Some(Expr::compile_ast(a, scope, res)?),
             None => None,
         };
         let arg_ty = arg.as_ref().map_or(Type::Int, Expr::ty);

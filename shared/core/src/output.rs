@@ -38,7 +38,7 @@ pub fn write_windows<'a, W: Write>(
     if !rows.is_sorted_by(|a, b| order(a, b).is_le()) {
         rows.sort_by(order);
     }
-    let metrics = agg.metric_names();
+    let metrics = agg.output_names();
     match format {
         OutputFormat::Csv => {
             let mut w = CsvWindows::new(agg, &mut out)?;
@@ -68,7 +68,7 @@ pub fn write_windows<'a, W: Write>(
                 }
                 field(&mut out, "window_start", &format_ts(k.start_ms).into())?;
                 field(&mut out, "window_end", &format_ts(k.end_ms).into())?;
-                for (name, v) in metrics.iter().zip(c.values()) {
+                for (name, v) in metrics.iter().zip(agg.output_values(k, c)) {
                     let j = match v {
                         MetricValue::Null => serde_json::Value::Null,
                         MetricValue::Int(i) => i.into(),
@@ -90,28 +90,31 @@ pub fn write_windows<'a, W: Write>(
 /// The CSV form of [`write_windows`], one cell at a time (cells must come in output order):
 /// shared with `csvflow run`'s single-file path, which writes straight from the engine's
 /// tables.
-pub(crate) struct CsvWindows<W: Write> {
+pub(crate) struct CsvWindows<'a, W: Write> {
+    agg: &'a Aggregate,
     w: csv::Writer<W>,
     buf: Vec<u8>,
 }
 
-impl<W: Write> CsvWindows<W> {
+impl<'a, W: Write> CsvWindows<'a, W> {
     /// Writes the header.
-    pub(crate) fn new(agg: &Aggregate, out: W) -> io::Result<Self> {
+    pub(crate) fn new(agg: &'a Aggregate, out: W) -> io::Result<Self> {
         let mut w = csv::WriterBuilder::new()
             .terminator(csv::Terminator::Any(b'\n'))
             .from_writer(out);
         let mut header: Vec<&str> = agg.group_by().iter().map(String::as_str).collect();
         header.extend(["window_start", "window_end"]);
-        header.extend(agg.metric_names().iter().copied());
+        header.extend(agg.output_names().iter().copied());
         w.write_record(&header)?;
         Ok(CsvWindows {
+            agg,
             w,
             buf: Vec::with_capacity(64),
         })
     }
 
-    /// Writes one cell: group values, window bounds, then each metric's value.
+    /// Writes one cell: group values, window bounds, each metric's value, then the
+    /// derived values.
     pub(crate) fn cell(
         &mut self,
         group: &[String],
@@ -133,6 +136,15 @@ impl<W: Write> CsvWindows<W> {
             buf.clear();
             write_val(buf, &a.val());
             w.write_field(&*buf)?;
+        }
+        if !self.agg.derived().is_empty() {
+            let mut vals: Vec<_> = accs.iter().map(Acc::val).collect();
+            self.agg.push_derived(&mut vals);
+            for v in &vals[accs.len()..] {
+                buf.clear();
+                write_val(buf, v);
+                w.write_field(&*buf)?;
+            }
         }
         w.write_record(None::<&[u8]>).map_err(io::Error::from)
     }

@@ -185,6 +185,23 @@ pub trait WindowReader {
         aggregate: &str,
         limit: usize,
     ) -> impl Future<Output = Result<Vec<(CellKey, CellState)>, Self::Error>> + Send;
+
+    /// Keys of an aggregate's stored windows starting in `from_start_ms..=to_start_ms`
+    /// (from a time index, which may lag the latest writes a little).
+    fn window_keys_starting_between(
+        &self,
+        pipeline: &Pipeline,
+        aggregate: &str,
+        from_start_ms: i64,
+        to_start_ms: i64,
+    ) -> impl Future<Output = Result<Vec<CellKey>, Self::Error>> + Send;
+
+    /// The current state of windows by key (strongly consistent); unknown keys are left out.
+    fn read_windows(
+        &self,
+        pipeline: &Pipeline,
+        keys: &[CellKey],
+    ) -> impl Future<Output = Result<Vec<(CellKey, CellState)>, Self::Error>> + Send;
 }
 
 /// Publishes a JSON snapshot of an aggregate's latest windows for dashboards.

@@ -87,10 +87,17 @@ pub fn run(
         path: cfg_path.clone(),
         source,
     })?;
-    let catalog = Catalog::from_toml(&text).map_err(|source| RunError::Definition {
-        path: cfg_path,
-        source,
-    })?;
+    let dir = opts
+        .config_path
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let files = crate::resources::DirLoader(dir);
+    let catalog =
+        Catalog::from_toml_with(&text, &files).map_err(|source| RunError::Definition {
+            path: cfg_path,
+            source,
+        })?;
     let pipeline = catalog
         .pipeline(&opts.pipeline)
         .ok_or_else(|| RunError::UnknownPipeline {

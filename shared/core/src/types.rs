@@ -60,6 +60,17 @@ pub enum Val<'a> {
 }
 
 impl Val<'_> {
+    /// The same value, owning its string.
+    pub fn into_owned(self) -> Val<'static> {
+        match self {
+            Val::Null => Val::Null,
+            Val::Bool(b) => Val::Bool(b),
+            Val::Int(i) => Val::Int(i),
+            Val::Float(f) => Val::Float(f),
+            Val::Str(s) => Val::Str(std::borrow::Cow::Owned(s.into_owned())),
+            Val::Ts(t) => Val::Ts(t),
+        }
+    }
     /// True only for `Bool(true)`: null and false are both "not matched".
     pub fn is_true(&self) -> bool {
         matches!(self, Val::Bool(true))

@@ -127,7 +127,7 @@ fn example_end_to_end() {
     // Window alert: fires when crossing, once.
     let mut st = WindowState::new();
     let changes = st.apply(p, &r);
-    assert!(changes.iter().all(|c| p.window_alerts(c).is_empty()));
+    assert!(changes.iter().all(|c| p.window_alerts(c, None).is_empty()));
     let mut d2 = HEADER.to_string();
     d2 += &txn(5, "c1", "1", "IT");
     let r2 = process_file(
@@ -141,7 +141,7 @@ fn example_end_to_end() {
     .unwrap();
     let ch = st.apply(p, &r2);
     assert_eq!(ch.len(), 1);
-    let alerts = p.window_alerts(&ch[0]);
+    let alerts = p.window_alerts(&ch[0], None);
     assert_eq!(alerts.len(), 1);
     assert_eq!(alerts[0].rule, "cross_border_burst");
     assert_eq!(alerts[0].before[3], ("xborder".to_string(), I(2)));
@@ -157,7 +157,7 @@ fn example_end_to_end() {
     .unwrap();
     let ch = st.apply(p, &r3);
     assert!(
-        p.window_alerts(&ch[0]).is_empty(),
+        p.window_alerts(&ch[0], None).is_empty(),
         "already above: no second alert"
     );
     let json = serde_json::to_string(&alerts[0]).unwrap();

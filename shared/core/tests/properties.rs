@@ -186,7 +186,7 @@ pub fn check_bytes(data: &[u8], dialect: usize) {
         ) {
             let mut st = WindowState::new();
             for ch in st.apply(p, &r) {
-                let _ = p.window_alerts(&ch);
+                let _ = p.window_alerts(&ch, None);
             }
             for a in p.aggregates() {
                 write_windows(a, st.cells(), OutputFormat::Json, std::io::sink()).unwrap();

@@ -121,7 +121,11 @@ pub(super) async fn pipelines(State(app): State<Arc<Dashboard>>, headers: Header
                     "metrics": a.metrics().iter().map(|m| json!({
                         "name": m.name,
                         "source": m.source,
-                    })).collect::<Vec<_>>(),
+                    })).chain(a.derived().iter().map(|d| json!({
+                        "name": d.name,
+                        "source": d.source,
+                        "derived": true,
+                    }))).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
                 "alerts": p.window_rules().iter().map(|r| json!({
                     "name": r.name, "kind": "window", "aggregate": r.aggregate, "when": r.source,
@@ -273,7 +277,7 @@ pub(super) async fn top(
 ) -> Result<Response, ApiError> {
     let pipeline = pipeline_of(&app, q.pipeline.as_deref())?;
     let agg = aggregate_of(pipeline, q.aggregate.as_deref())?;
-    let names = agg.metric_names();
+    let names = agg.output_names();
     let metric = match q.metric.as_deref() {
         Some(m) if names.contains(&m) => m.to_owned(),
         Some(m) => {
@@ -402,7 +406,7 @@ pub(super) async fn series(
             "pipeline": pipeline.name(),
             "aggregate": agg.name(),
             "group_by": agg.group_by(),
-            "metrics": agg.metric_names(),
+            "metrics": agg.output_names(),
             "windows": windows,
             "keys": keys,
             "truncated": truncated,

@@ -105,10 +105,9 @@ impl WindowItem<'_> {
     pub fn to_item(&self) -> Result<Item, serde_json::Error> {
         let metrics: HashMap<String, AttributeValue> = self
             .aggregate
-            .metric_names()
+            .named_values(self.key, self.state)
             .into_iter()
-            .zip(self.state.values())
-            .map(|(name, value)| (name.to_owned(), metric_attribute(&value)))
+            .map(|(name, value)| (name, metric_attribute(&value)))
             .collect();
         let pipeline = self.pipeline.name();
         Ok(HashMap::from([

@@ -9,7 +9,7 @@
 
 pub mod items;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, KeysAndAttributes, Put, TransactWriteItem};
@@ -20,7 +20,7 @@ use csvflow_core::ports::{
     AlertOutbox, ChunkOutcome, FileClaim, ObjectRef, WindowReader, WindowStore,
 };
 use csvflow_core::{
-    merge_sessions, Aggregate, CellChange, CellKey, CellState, FileReport, Pipeline,
+    merge_sessions, Aggregate, CellChange, CellKey, CellState, FileReport, Pipeline, WindowAlert,
 };
 
 use items::{Item, StoredWindow, WindowItem};
@@ -293,8 +293,19 @@ impl DynamoStore {
                 ])),
             }
         }
-        let table = &self.config.windows_table;
-        for batch in exact.chunks(100) {
+        for item in self.get_items(&self.config.windows_table, exact).await? {
+            let stored = items::read_window(&item)?;
+            let pk = items::window_pk(pipeline.name(), &stored.key.aggregate, &stored.key.group);
+            loaded.insert((pk, items::window_sk(stored.key.start_ms)), stored);
+        }
+        Ok(loaded)
+    }
+
+    /// Reads items by key with strongly consistent reads, in batches of 100, retrying
+    /// unprocessed keys.
+    async fn get_items(&self, table: &str, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::new();
+        for batch in keys.chunks(100) {
             let mut wanted = Some(
                 KeysAndAttributes::builder()
                     .set_keys(Some(batch.to_vec()))
@@ -310,17 +321,12 @@ impl DynamoStore {
                     .send()
                     .await
                     .map_err(self.dynamo_error("BatchGetItem", table))?;
-                for item in out
-                    .responses
-                    .unwrap_or_default()
-                    .remove(table)
-                    .unwrap_or_default()
-                {
-                    let stored = items::read_window(&item)?;
-                    let pk =
-                        items::window_pk(pipeline.name(), &stored.key.aggregate, &stored.key.group);
-                    loaded.insert((pk, items::window_sk(stored.key.start_ms)), stored);
-                }
+                found.extend(
+                    out.responses
+                        .unwrap_or_default()
+                        .remove(table)
+                        .unwrap_or_default(),
+                );
                 wanted = out
                     .unprocessed_keys
                     .and_then(|mut unprocessed| unprocessed.remove(table))
@@ -331,7 +337,142 @@ impl DynamoStore {
                 }
             }
         }
-        Ok(loaded)
+        Ok(found)
+    }
+
+    /// The previous window of each changed cell whose aggregate has rules reading
+    /// `prev.`: from this chunk's new states when there, else from the table.
+    async fn previous_windows(
+        &self,
+        pipeline: &Pipeline,
+        changes: &[CellChange],
+    ) -> Result<HashMap<CellKey, CellState>, StoreError> {
+        let mut found = HashMap::new();
+        let mut wanted = Vec::new();
+        for change in changes {
+            let aggregate = aggregate_of(pipeline, &change.key.aggregate)?;
+            if !aggregate.rules_read_previous(pipeline) {
+                continue;
+            }
+            let Some(prev) = aggregate.previous_key(&change.key) else {
+                continue;
+            };
+            match changes.iter().find(|c| c.key == prev) {
+                Some(c) => {
+                    found.insert(prev, c.after.clone());
+                }
+                None => wanted.push(Item::from([
+                    (
+                        "pk".to_owned(),
+                        items::s(items::window_pk(
+                            pipeline.name(),
+                            &prev.aggregate,
+                            &prev.group,
+                        )),
+                    ),
+                    ("sk".to_owned(), items::s(items::window_sk(prev.start_ms))),
+                ])),
+            }
+        }
+        for item in self.get_items(&self.config.windows_table, wanted).await? {
+            let stored = items::read_window(&item)?;
+            found.insert(stored.key, stored.state);
+        }
+        Ok(found)
+    }
+
+    /// Applies cool-downs to a chunk's window alerts: an alert of a rule with a cool-down
+    /// is dropped when the last alerted window of the same rule and group starts less than
+    /// the cool-down away. Returns the alerts kept and the cool-down items to write
+    /// (version-checked like windows, so concurrent chunks cannot both alert).
+    async fn apply_cooldowns(
+        &self,
+        pipeline: &Pipeline,
+        alerts: Vec<(usize, WindowAlert)>,
+    ) -> Result<(Vec<(usize, WindowAlert)>, Vec<TransactWriteItem>), StoreError> {
+        let cooldown_of = |rule: &str| {
+            pipeline
+                .window_rules()
+                .iter()
+                .find(|r| r.name == rule)
+                .and_then(|r| r.cooldown_ms)
+        };
+        let pk_of = |a: &WindowAlert| {
+            format!(
+                "cooldown#{}#{}",
+                a.rule,
+                items::window_pk(pipeline.name(), &a.key.aggregate, &a.key.group)
+            )
+        };
+        let mut keys: Vec<Item> = Vec::new();
+        for (_, a) in &alerts {
+            if cooldown_of(&a.rule).is_some() {
+                let key = Item::from([
+                    ("pk".to_owned(), items::s(pk_of(a))),
+                    ("sk".to_owned(), items::s("cooldown")),
+                ]);
+                if !keys.contains(&key) {
+                    keys.push(key);
+                }
+            }
+        }
+        if keys.is_empty() {
+            return Ok((alerts, Vec::new()));
+        }
+        // pk -> (last alerted window start, version read, changed here)
+        let mut state: HashMap<String, (Option<i64>, Option<u64>, bool)> = HashMap::new();
+        for item in self.get_items(&self.config.ledger_table, keys).await? {
+            let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned();
+            let last = item
+                .get("last_start_ms")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok());
+            let version = item
+                .get("version")
+                .and_then(|v| v.as_n().ok())
+                .and_then(|n| n.parse().ok());
+            if let Some(pk) = pk {
+                state.insert(pk, (last, version, false));
+            }
+        }
+        let mut kept = Vec::with_capacity(alerts.len());
+        for (change, alert) in alerts {
+            let Some(cooldown) = cooldown_of(&alert.rule) else {
+                kept.push((change, alert));
+                continue;
+            };
+            let entry = state.entry(pk_of(&alert)).or_insert((None, None, false));
+            if entry
+                .0
+                .is_some_and(|last| (alert.key.start_ms - last).abs() < cooldown)
+            {
+                tracing::info!(rule = %alert.rule, group = ?alert.key.group, start_ms = alert.key.start_ms, "alert suppressed by cool-down");
+                continue;
+            }
+            *entry = (Some(alert.key.start_ms), entry.1, true);
+            kept.push((change, alert));
+        }
+        let mut writes = Vec::new();
+        for (pk, (last, version, changed)) in state {
+            if !changed {
+                continue;
+            }
+            let item = Item::from([
+                ("pk".to_owned(), items::s(pk)),
+                ("sk".to_owned(), items::s("cooldown")),
+                (
+                    "last_start_ms".to_owned(),
+                    items::n(last.unwrap_or_default()),
+                ),
+                ("version".to_owned(), items::n(version.unwrap_or(0) + 1)),
+                (
+                    "expires_at".to_owned(),
+                    items::n(expires_at(now_ms(), LEDGER_RETENTION)),
+                ),
+            ]);
+            writes.push(put_if_version(&self.config.ledger_table, item, version)?);
+        }
+        Ok((kept, writes))
     }
 
     /// Stored sessions of one group overlapping `[from_ms, to_ms]`. Sessions of a group
@@ -413,9 +554,26 @@ impl DynamoStore {
             }
             // A threshold crossing is decided against the versions read above, so it
             // lands in exactly one committed transaction: its alert goes in with it.
+            let previous = self.previous_windows(pipeline, &plan.changes).await?;
+            let mut alerts = Vec::new();
+            for (i, change) in plan.changes.iter().enumerate() {
+                let aggregate = aggregate_of(pipeline, &change.key.aggregate)?;
+                let prev = aggregate
+                    .previous_key(&change.key)
+                    .and_then(|k| previous.get(&k));
+                alerts.extend(
+                    pipeline
+                        .window_alerts(change, prev)
+                        .into_iter()
+                        .map(|a| (i, a)),
+                );
+            }
+            let (alerts, cooldown_writes) = self.apply_cooldowns(pipeline, alerts).await?;
+            actions.extend(cooldown_writes);
             let now = now_ms();
-            for change in &plan.changes {
-                for alert in pipeline.window_alerts(change) {
+            {
+                for (i, alert) in alerts {
+                    let change = &plan.changes[i];
                     let message =
                         AlertMessage::for_window(pipeline, &alert, change, &file_uri, now);
                     let item = self.alert_item(pipeline, file_pk, &message)?;
@@ -1027,5 +1185,62 @@ impl WindowReader for DynamoStore {
                     .map_err(StoreError::from)
             })
             .collect()
+    }
+
+    async fn window_keys_starting_between(
+        &self,
+        pipeline: &Pipeline,
+        aggregate: &str,
+        from_start_ms: i64,
+        to_start_ms: i64,
+    ) -> Result<Vec<CellKey>, StoreError> {
+        let table = &self.config.windows_table;
+        let mut pages = self
+            .client
+            .query()
+            .table_name(table)
+            .index_name(items::AGGREGATE_INDEX)
+            .key_condition_expression("agg = :agg AND sk BETWEEN :from AND :to")
+            .expression_attribute_values(
+                ":agg",
+                items::s(items::aggregate_tag(pipeline.name(), aggregate)),
+            )
+            .expression_attribute_values(":from", items::s(items::window_sk(from_start_ms)))
+            .expression_attribute_values(":to", items::s(items::window_sk(to_start_ms)))
+            .into_paginator()
+            .items()
+            .send();
+        let mut keys = Vec::new();
+        while let Some(item) = pages.next().await {
+            let stored = items::read_window(&item.map_err(self.dynamo_error("Query", table))?)?;
+            keys.push(stored.key);
+        }
+        Ok(keys)
+    }
+
+    async fn read_windows(
+        &self,
+        pipeline: &Pipeline,
+        keys: &[CellKey],
+    ) -> Result<Vec<(CellKey, CellState)>, StoreError> {
+        let wanted = keys
+            .iter()
+            .map(|k| {
+                Item::from([
+                    (
+                        "pk".to_owned(),
+                        items::s(items::window_pk(pipeline.name(), &k.aggregate, &k.group)),
+                    ),
+                    ("sk".to_owned(), items::s(items::window_sk(k.start_ms))),
+                ])
+            })
+            .collect();
+        let mut found = Vec::with_capacity(keys.len());
+        for item in self.get_items(&self.config.windows_table, wanted).await? {
+            let stored = items::read_window(&item)?;
+            found.push((stored.key, stored.state));
+        }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found)
     }
 }

@@ -78,7 +78,7 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(r) = process_file(p, FileInput { name: "fuzz.csv", watermark_ms: wm }, rest) {
         let mut st = WindowState::new();
         for ch in st.apply(p, &r) {
-            let _ = p.window_alerts(&ch);
+            let _ = p.window_alerts(&ch, None);
         }
         let _ = st.apply(p, &r);
         for a in p.aggregates() {
