@@ -208,6 +208,8 @@ enum Func {
     Round,
     Floor,
     Ceil,
+    /// Hour of the day (UTC) of a timestamp.
+    Hour,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -360,12 +362,13 @@ fn func_from_name(name: &str) -> Option<Func> {
         "round" => Func::Round,
         "floor" => Func::Floor,
         "ceil" => Func::Ceil,
+        "hour" | "getHours" => Func::Hour,
         _ => return None,
     })
 }
 
 /// Names of the functions usable inside expressions (for error messages).
-pub const FUNCTIONS: &str = "abs, min, max, clamp, lower, upper, size, contains, startsWith, endsWith, int, double, string, round, floor, ceil";
+pub const FUNCTIONS: &str = "abs, min, max, clamp, lower, upper, size, contains, startsWith, endsWith, int, double, string, round, floor, ceil, hour, lookup, score, sentiment";
 
 impl Compiler<'_> {
     fn compile(&mut self, e: &IdedExpr) -> Result<(Node, Type), ExprError> {
@@ -729,6 +732,11 @@ impl Compiler<'_> {
                 arity(1, 1)?;
                 Type::Str
             }
+            Func::Hour => {
+                arity(1, 1)?;
+                all(|t| matches!(t, Type::Ts | Type::Null), "a timestamp")?;
+                Type::Int
+            }
         };
         Ok((Node::Call(f, ty, nodes), ty))
     }
@@ -999,6 +1007,10 @@ fn call<'a>(f: Func, ty: Type, args: &'a [Node], row: &[Val<'a>]) -> Val<'a> {
             }),
             None => Val::Null,
         },
+        Func::Hour => match arg(0) {
+            Val::Ts(ms) => Val::Int(ms.rem_euclid(86_400_000) / 3_600_000),
+            _ => Val::Null,
+        },
         Func::Lower | Func::Upper => match arg(0) {
             Val::Str(s) => {
                 let needs = if f == Func::Lower {
@@ -1116,6 +1128,8 @@ mod tests {
             ("country == null", "Bool(false)"),
             ("ts < \"1970-01-01T00:00:02Z\"", "Bool(true)"),
             ("ts - ts", "Int(0)"),
+            ("hour(ts)", "Int(0)"),
+            ("ts.getHours() < 6", "Bool(true)"),
         ];
         for (src, want) in cases {
             assert_eq!(run(src, &r).unwrap(), want, "{src}");
