@@ -5,6 +5,7 @@
 //! `AWS_ENDPOINT_URL` (default `http://127.0.0.1:4566`).
 
 pub mod dashboard_fixture;
+pub mod reference;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -292,6 +293,48 @@ impl TestStack {
     pub async fn ingest(&self, pipelines_toml: &str) -> Result<AwsIngest> {
         let uri = self.put_pipelines(pipelines_toml).await?;
         Ok(build_ingest(&self.sdk, &self.settings(&uri)).await?)
+    }
+
+    /// The ingest service with the shipped `examples/pipelines.toml`, uploaded with its
+    /// `lookups/` and `models/` beside it as `localstack/deploy` does, so the definition's
+    /// relative paths resolve against S3 as in a deployment.
+    pub async fn ingest_examples(&self) -> Result<AwsIngest> {
+        let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let toml = std::fs::read_to_string(examples.join("pipelines.toml"))?;
+        for dir in ["lookups", "models"] {
+            for entry in std::fs::read_dir(examples.join(dir))? {
+                let path = entry?.path();
+                let name = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .context("file name")?
+                    .to_owned();
+                self.s3
+                    .put_object()
+                    .bucket(&self.output_bucket)
+                    .key(format!("config/{dir}/{name}"))
+                    .body(ByteStream::from(std::fs::read(&path)?))
+                    .send()
+                    .await
+                    .with_context(|| format!("uploading {}", path.display()))?;
+            }
+        }
+        self.ingest(&toml).await
+    }
+
+    /// Uploads files one at a time and lets the runner process each before the next, as
+    /// files landing minutes apart would be: each file sees the watermark of those before.
+    pub async fn ingest_in_order<H: BatchHandler>(
+        &self,
+        ingest: &H,
+        files: &[(&str, &[u8])],
+    ) -> Result<Vec<csvflow_aws::ingest::FileSummary>> {
+        let mut summaries = Vec::new();
+        for (key, bytes) in files {
+            self.upload(key, bytes.to_vec()).await?;
+            summaries.extend(self.drain(ingest, Duration::from_secs(2)).await?);
+        }
+        Ok(summaries)
     }
 
     /// Uploads an object to the landing bucket; returns its version id.
