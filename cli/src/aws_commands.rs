@@ -53,6 +53,7 @@ pub fn run(command: Command) -> Result<(), String> {
                 follow,
                 json,
             } => alerts(pipeline.as_deref(), &since, follow, json).await,
+            Command::Status { since } => status(&since).await,
             Command::Run { .. } => Err("`run` does not use AWS".to_owned()),
             Command::Dashboard(_) => Err("`dashboard` runs on its own".to_owned()),
         }
@@ -280,4 +281,60 @@ async fn alerts(
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
+}
+
+/// One line per pipeline: files committed (and failed), rows, bad and late rows, stored
+/// windows per aggregate, and alerts of the last `since`.
+pub(crate) async fn status(since: &str) -> Result<(), String> {
+    let since_ms =
+        csvflow_core::window::parse_duration(since).map_err(|e| format!("--since: {e}"))?;
+    let settings = IngestSettings::from_env().map_err(|e| e.to_string())?;
+    let sdk = sdk_config().await;
+    let catalog = load_catalog(&s3_client(&sdk), &settings.pipelines_uri)
+        .await
+        .map_err(|e| e.to_string())?;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), settings.store_config());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    println!(
+        "{:<18} {:>5} {:>8} {:>4} {:>4} {:>7} {:>6}  windows per aggregate",
+        "pipeline", "files", "rows", "bad", "late", "windows", "alerts"
+    );
+    for pipeline in catalog.pipelines() {
+        let name = pipeline.name();
+        let files = store.files(name).await.map_err(|e| e.to_string())?;
+        let done = files.iter().filter(|f| f.status == "done").count();
+        let failed = files.iter().filter(|f| f.status == "failed").count();
+        let sum = |f: fn(&csvflow_aws::dynamo::FileRecord) -> u64| files.iter().map(f).sum::<u64>();
+        let mut per_aggregate = Vec::new();
+        let mut windows = 0;
+        for aggregate in pipeline.aggregates() {
+            let n = store
+                .windows(name, aggregate.name(), None)
+                .await
+                .map_err(|e| e.to_string())?
+                .len();
+            windows += n;
+            per_aggregate.push(format!("{}={n}", aggregate.name()));
+        }
+        let alerts = store
+            .alerts_since(name, now - since_ms)
+            .await
+            .map_err(|e| e.to_string())?
+            .len();
+        let files = if failed > 0 {
+            format!("{done}+{failed}!")
+        } else {
+            done.to_string()
+        };
+        println!(
+            "{name:<18} {files:>5} {:>8} {:>4} {:>4} {windows:>7} {alerts:>6}  {}",
+            sum(|f| f.rows),
+            sum(|f| f.bad),
+            sum(|f| f.late),
+            per_aggregate.join(" ")
+        );
+    }
+    Ok(())
 }

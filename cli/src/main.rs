@@ -93,6 +93,12 @@ enum Command {
     /// Serve the live dashboard and its JSON API locally (the dashboard Lambda's router);
     /// prints the URL with the token.
     Dashboard(dashboard::DashboardArgs),
+    /// One line per pipeline: files, rows, bad and late rows, windows, recent alerts.
+    Status {
+        /// Count alerts detected this far back, e.g. 1h, 1d.
+        #[arg(long, default_value = "1d")]
+        since: String,
+    },
     /// Read windows back from DynamoDB, in the same format as `csvflow run`.
     Windows {
         #[arg(long)]

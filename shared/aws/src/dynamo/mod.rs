@@ -61,6 +61,16 @@ pub enum StoreError {
     },
 }
 
+/// A file as the ledger records it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileRecord {
+    /// `processing`, `done` or `failed`.
+    pub status: String,
+    pub rows: u64,
+    pub bad: u64,
+    pub late: u64,
+}
+
 /// Table names and retention, read once from the environment by the binaries.
 #[derive(Clone, Debug)]
 pub struct StoreConfig {
@@ -195,6 +205,43 @@ impl DynamoStore {
                 items::n(expires_at(now_ms(), LEDGER_RETENTION)),
             ),
         ]))
+    }
+
+    /// The ledger's file records of a pipeline (a scan: for status pages and the demo,
+    /// not for the hot path).
+    pub async fn files(&self, pipeline: &str) -> Result<Vec<FileRecord>, StoreError> {
+        let table = &self.config.ledger_table;
+        let mut pages = self
+            .client
+            .scan()
+            .table_name(table)
+            .filter_expression("begins_with(pk, :prefix) AND sk = :file")
+            .expression_attribute_values(":prefix", items::s(format!("file#{pipeline}#")))
+            .expression_attribute_values(":file", items::s("file"))
+            .into_paginator()
+            .items()
+            .send();
+        let mut files = Vec::new();
+        while let Some(item) = pages.next().await {
+            let item = item.map_err(self.dynamo_error("Scan", table))?;
+            let number = |name: &str| {
+                item.get(name)
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            };
+            files.push(FileRecord {
+                status: item
+                    .get("status")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default(),
+                rows: number("rows"),
+                bad: number("bad"),
+                late: number("late"),
+            });
+        }
+        Ok(files)
     }
 
     /// Recent alerts of a pipeline, newest last, from the `alerts-by-time` index.
