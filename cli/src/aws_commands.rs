@@ -56,6 +56,7 @@ pub fn run(command: Command) -> Result<(), String> {
             Command::Status { since } => status(&since).await,
             Command::Run { .. } => Err("`run` does not use AWS".to_owned()),
             Command::Dashboard(_) => Err("`dashboard` runs on its own".to_owned()),
+            Command::Gen(_) => Err("`gen` does not use AWS".to_owned()),
         }
     })
 }
@@ -85,10 +86,31 @@ async fn local(queue_url: &str, idle: Option<Duration>) -> Result<(), String> {
         "csvflow local: polling {queue_url} for {} pipeline(s)",
         ingest.catalog().pipelines().len()
     );
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(stop_on_signal(stop.clone()));
     QueueRunner::new(aws_sdk_sqs::Client::new(&sdk), queue_url, &ingest)
-        .run(idle, print_file)
+        .run_until(idle, &stop, print_file)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// TERM or INT (Ctrl-C): the runner finishes the receive in flight and the files it
+/// brought, then exits; killed mid-poll, it would leave SQS a waiting receive that takes the
+/// next message and hides it for the visibility timeout (30 min). A second signal exits
+/// at once.
+async fn stop_on_signal(stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    eprintln!("csvflow local: stopping after the current poll (signal again to stop now)");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+    std::process::exit(130);
 }
 
 fn parse_s3_uri(uri: &str) -> Result<(String, String), String> {
@@ -249,8 +271,14 @@ async fn alerts(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64)
     };
-    let mut from = now() - since_ms;
-    let mut seen = std::collections::HashSet::new();
+    // An alert's `detected_at` is taken before its file commits, and the index is eventually
+    // consistent: with concurrent files an older alert can become visible after a newer one.
+    // So `--follow` re-reads the last FOLLOW_LOOKBACK_MS on every poll (not just from the
+    // newest alert printed) and prints each alert id once.
+    const FOLLOW_LOOKBACK_MS: i64 = 5 * 60 * 1000;
+    let start = now() - since_ms;
+    let mut from = start;
+    let mut seen = std::collections::HashMap::new(); // alert id -> detected_at_ms
     loop {
         let mut found = Vec::new();
         for name in &pipelines {
@@ -261,12 +289,16 @@ async fn alerts(
                     .map_err(|e| e.to_string())?,
             );
         }
-        found.sort_by_key(|a| a.detected_at_ms);
+        found.sort_by(|a, b| {
+            (a.detected_at_ms, &a.files, a.line).cmp(&(b.detected_at_ms, &b.files, b.line))
+        });
         for alert in found {
-            if !seen.insert(alert.id.clone()) {
+            if seen
+                .insert(alert.id.clone(), alert.detected_at_ms)
+                .is_some()
+            {
                 continue;
             }
-            from = from.max(alert.detected_at_ms);
             if json {
                 println!(
                     "{}",
@@ -280,6 +312,8 @@ async fn alerts(
             return Ok(());
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+        from = start.max(now() - FOLLOW_LOOKBACK_MS);
+        seen.retain(|_, detected_at| *detected_at >= from);
     }
 }
 

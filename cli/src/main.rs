@@ -3,6 +3,7 @@
 
 mod aws_commands;
 mod dashboard;
+mod gen_command;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +94,8 @@ enum Command {
     /// Serve the live dashboard and its JSON API locally (the dashboard Lambda's router);
     /// prints the URL with the token.
     Dashboard(dashboard::DashboardArgs),
+    /// Write deterministic sample CSV files for the demo use cases (no AWS).
+    Gen(gen_command::GenArgs),
     /// One line per pipeline: files, rows, bad and late rows, windows, recent alerts.
     Status {
         /// Count alerts detected this far back, e.g. 1h, 1d.
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string())
         }
         Command::Dashboard(args) => dashboard::run(args),
+        Command::Gen(args) => gen_command::run(args),
         other => aws_commands::run(other),
     };
     match result {

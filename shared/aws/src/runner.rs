@@ -4,6 +4,7 @@
 //! visible again after a short backoff, so SQS's redrive policy still applies.
 
 use aws_smithy_types::error::display::DisplayErrorContext;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
@@ -147,10 +148,23 @@ impl<'a, H: BatchHandler> QueueRunner<'a, H> {
     pub async fn run(
         &self,
         idle: Option<Duration>,
+        on_file: impl FnMut(&FileSummary),
+    ) -> Result<(), RunnerError> {
+        self.run_until(idle, &AtomicBool::new(false), on_file).await
+    }
+
+    /// [`run`](Self::run), that also returns once `stop` is set, between two polls: the
+    /// receive in flight and the files it brought are always finished. (A long poll
+    /// abandoned mid-way is still served: SQS hands the next message to it and hides it for
+    /// the queue's visibility timeout.)
+    pub async fn run_until(
+        &self,
+        idle: Option<Duration>,
+        stop: &AtomicBool,
         mut on_file: impl FnMut(&FileSummary),
     ) -> Result<(), RunnerError> {
         let mut last_activity = Instant::now();
-        loop {
+        while !stop.load(Ordering::SeqCst) {
             let wait = idle.map_or(Duration::from_secs(10), |i| i.min(Duration::from_secs(2)));
             match self.poll_once(wait).await {
                 Ok(Some(summaries)) => {
@@ -169,5 +183,6 @@ impl<'a, H: BatchHandler> QueueRunner<'a, H> {
                 Err(e) => return Err(e),
             }
         }
+        Ok(())
     }
 }
