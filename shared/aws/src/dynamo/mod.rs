@@ -925,9 +925,9 @@ fn plan_chunk(
                 let near: Vec<Slot> = view
                     .range((pk.clone(), String::new())..)
                     .take_while(|((p, _), _)| *p == pk)
-                    .filter(|(_, (k, _))| {
-                        k.start_ms <= key.end_ms + gap && key.start_ms <= k.end_ms + gap
-                    })
+                    // Session ends already include the gap: touching is overlapping, as
+                    // in `WindowState` (in memory).
+                    .filter(|(_, (k, _))| k.start_ms <= key.end_ms && key.start_ms <= k.end_ms)
                     .map(|(slot, _)| slot.clone())
                     .collect();
                 let mut absorbed = Vec::new();
