@@ -9,7 +9,7 @@ help: ## list targets
 demo: ## install what is missing, start LocalStack, deploy, run the local runner, drop sample CSVs, print windows
 	scripts/demo
 
-test: ## every test: lint, template checks, unit tests, LocalStack integration tests, Lambda build
+test: ## every test: lint, template checks, unit tests, LocalStack integration tests, demo, dashboard in Chromium, Lambda builds
 	scripts/test
 
 tools: ## install cargo-lambda, aws cli, sam cli and cfn-lint into .tools/
@@ -28,8 +28,9 @@ lint: ## cargo fmt --check and clippy -D warnings
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-lambda: tools ## build the Lambda bootstrap zips for arm64
-	source localstack/env && cargo lambda build --release --arm64 --output-format zip -p ingest
+lambda: tools ## build the Lambda bootstrap zips for arm64 (ingest, dashboard)
+	source localstack/env && cargo lambda build --release --arm64 --output-format zip -p ingest -p dashboard
+	ls -l target/lambda/ingest/bootstrap.zip target/lambda/dashboard/bootstrap.zip
 
 bench: ## throughput and memory benchmark of the engine against DuckDB and CPython
 	scripts/bench
@@ -38,7 +39,7 @@ clean: ## stop LocalStack and remove build output and installed tools
 	-localstack/down
 	rm -rf target .tools .localstack
 
-test-browser: ## headless Chromium test of the dashboard against LocalStack (after make demo)
+test-browser: ## headless Chromium test of the dashboard against LocalStack; refreshes docs/dashboard.png
 	tests/browser/run
 
 bench-large: ## peak RSS of ingest on a 10 MB vs a 1 GB object from S3 (LocalStack)

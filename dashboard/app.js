@@ -135,9 +135,11 @@
     box.append(el("h3", { text: label }));
     view.charts.append(box);
     const width = Math.max(280, box.clientWidth || 320);
+    // One window alone would get a range of years around it: show a window either side.
+    const pad = (view.agg.window.size_ms || view.agg.window.gap_ms || 60000) / 1000;
     const u = new uPlot({
       width, height: 170,
-      scales: { x: { time: true } },
+      scales: { x: { time: true, range: (_, min, max) => (min != null && min === max ? [min - pad, max + pad] : [min, max]) } },
       series: [{}, { label: legend, stroke: color, width: 2, fill: color + "22", points: { size: 5 } }],
       axes: [{ stroke: "#6b7385" }, { stroke: "#6b7385", size: 56 }],
       cursor: { drag: { x: false, y: false } },
@@ -193,10 +195,20 @@
   }
 
   // ------------------------------------------------------------------ alerts --------
+  // Window alerts: the metrics after the file that crossed the threshold; row alerts: the
+  // row's columns (all of them up to 12: the payload's order is alphabetical, not the file's).
   function alertValues(a) {
-    const values = a.after || a.row || {};
-    return Object.entries(values).slice(0, 6).map(([k, v]) => k + "=" + fmt(v)).join(", ");
+    const values = Object.entries(a.after || a.row || {});
+    const shown = values.slice(0, 12).map(([k, v]) => k + "=" + fmt(v)).join(", ");
+    return values.length > 12 ? shown + ", … (" + (values.length - 12) + " more)" : shown;
   }
+
+  // The outbox status of an alert (ledger item `status`), in words.
+  const alertStatus = {
+    published: ["published", "sent to the alerts topic"],
+    publishing: ["publishing", "being sent to the alerts topic"],
+    pending: ["pending", "recorded, not sent to the alerts topic yet"],
+  };
 
   function renderAlerts(data) {
     const rows = data.alerts.map(({ detected_at, status, alert }) => {
@@ -205,14 +217,16 @@
         : a.key && typeof a.key === "object" ? Object.entries(a.key).map(([k, v]) => k + "=" + fmt(v)).join(", ")
         : a.key;
       const where = a.window ? shortTime(a.window.start) : a.line != null ? "line " + a.line : "";
-      return el("tr", { class: status === "open" ? "open" : "" },
+      const [word, hint] = Object.hasOwn(alertStatus, String(status)) ? alertStatus[status]
+        : [status == null ? "unknown" : String(status), ""];
+      return el("tr", { class: status === "published" ? "" : "unpublished", "data-alert-id": fmt(a.id) },
         el("td", { text: detected_at ? shortTime(new Date(detected_at).toISOString()) : "–" }),
         el("td", { text: fmt(a.rule) }),
         el("td", { text: fmt(a.kind) + (a.aggregate ? " · " + a.aggregate : "") }),
         el("td", { text: key == null ? "" : String(key) }),
         el("td", { text: where }),
         el("td", { text: typeof alert === "string" ? alert : alertValues(a) }),
-        el("td", { text: fmt(status) }));
+        el("td", { "data-role": "status", title: hint, text: word }));
     });
     $("alerts").tBodies[0].replaceChildren(...rows);
     $("no-alerts").hidden = rows.length > 0;

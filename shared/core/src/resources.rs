@@ -170,18 +170,15 @@ impl Model {
     }
 }
 
-static SENTIMENT: LazyLock<qsv_vader_sentiment_analysis::SentimentIntensityAnalyzer<'static>> =
-    LazyLock::new(qsv_vader_sentiment_analysis::SentimentIntensityAnalyzer::new);
+static SENTIMENT: LazyLock<vader_parity::SentimentIntensityAnalyzer> =
+    LazyLock::new(vader_parity::SentimentIntensityAnalyzer::new);
 
 /// The VADER compound sentiment of a text, in -1 (most negative) ..= 1 (most positive).
 /// VADER is a lexicon and rule-based scorer for short social-media style texts; the
-/// lexicon ships inside the crate (no network, no model download).
+/// `vader-parity` crate reproduces Python vaderSentiment 3.3.2 exactly (compound rounded
+/// to 4 decimals, as there) with its lexicon compiled in: no network, no download.
 pub fn sentiment(text: &str) -> f64 {
-    SENTIMENT
-        .polarity_scores(text)
-        .get("compound")
-        .copied()
-        .unwrap_or(0.0)
+    SENTIMENT.polarity_scores(text).compound
 }
 
 /// The lookup tables and models of one pipeline, by name.
