@@ -4,7 +4,7 @@
 //! Hot path: one reused `ByteRecord`, fields borrowed from it, typed values on the stack
 //! (`SmallVec`), groups found by the group key's raw bytes (packed into an integer when
 //! short; no allocation unless the group is new), each group remembering its last cell,
-//! fixed-window cells kept per group in accumulator arenas (no allocation per cell). The
+//! fixed-window cells kept in per-aggregate arenas by cell id (no allocation per cell). The
 //! public `CellKey`/`CellState` map is built once per file, in key order, at the end — or
 //! skipped by `csvflow run` on a single file, which writes the tables out directly.
 
@@ -159,18 +159,18 @@ struct Group {
     sessions: BTreeMap<i64, CellState>,
 }
 
-/// What a group-key lookup finds: the group, and for fixed windows the start and slot of
+/// What a group-key lookup finds: the group, and for fixed windows the start and id of
 /// the last cell the group touched (rows mostly arrive in time order, so the next row of
 /// the group usually lands in the same window and needs no second lookup).
 #[derive(Clone, Copy)]
 struct GroupRef {
     g: u32,
-    last_slot: u32,
+    last_cell: u32,
     last_start: i64,
 }
 
-/// A fixed-window cell while a file is processed; its accumulators live in its group's
-/// arena at `slot * metrics`.
+/// A fixed-window cell while a file is processed; its accumulators live in the table's
+/// arena at `cell * metrics`.
 struct Head {
     reopened: bool,
     start: i64,
@@ -180,10 +180,11 @@ struct Head {
 }
 
 /// Cells of one aggregate while a file is processed: groups found by their key's raw
-/// bytes (borrowed lookup, allocation only for a new group), fixed-window cells indexed by
-/// (group, window start) and stored per group, accumulators in one arena per group (no
-/// allocation per cell, and a group's cells are contiguous when they are written out in
-/// group order; each cell's `CellState` is built once, at the end, in output order).
+/// bytes (borrowed lookup, allocation only for a new group), fixed-window cells found by
+/// (group, window start) and stored in two arenas by cell id, heads and accumulators (no
+/// allocation per cell; a row touches its group's hash entry, which names its last cell,
+/// and that cell's head and accumulators: few cache misses when the groups outgrow the
+/// caches). Each cell's `CellState` is built once, at the end, in output order.
 struct AggTable {
     index: GroupIndex,
     group_list: Vec<Group>,
@@ -198,30 +199,34 @@ struct GroupIndex {
 }
 
 struct FixedCells {
-    /// (group, window start) -> the cell's index in its group, for unordered groups.
+    /// (group, window start) -> cell id, for unordered groups.
     slots: FxHashMap<(u32, i64), u32>,
-    /// By group index.
+    /// Each group's cells, by group index.
     groups: Vec<GroupCells>,
-    count: usize,
+    /// Cell heads by cell id (ids in creation order).
+    heads: Vec<Head>,
+    /// Accumulators, `metrics` per cell, by cell id.
+    accs: Vec<Acc>,
     /// A fresh cell's accumulators.
     empty: Vec<Acc>,
 }
 
 #[derive(Default)]
 struct GroupCells {
-    heads: Vec<Head>,
-    accs: Vec<Acc>,
+    /// (window start, cell id) of the group's cells, in creation order.
+    cells: Vec<(i64, u32)>,
     /// Cells were not created in window order: they are found through `slots`.
     unordered: bool,
 }
 
 impl GroupCells {
-    /// Cell indexes by window start (creation order is time order, so usually as is).
-    fn by_start(&self, idx: &mut Vec<u32>) {
-        idx.clear();
-        idx.extend(0..self.heads.len() as u32);
-        if !self.heads.is_sorted_by_key(|h| h.start) {
-            idx.sort_unstable_by_key(|&i| self.heads[i as usize].start);
+    /// The group's (window start, cell id) by window start (creation order is time order,
+    /// so usually as is).
+    fn by_start(&self, out: &mut Vec<(i64, u32)>) {
+        out.clear();
+        out.extend_from_slice(&self.cells);
+        if !out.is_sorted_by_key(|c| c.0) {
+            out.sort_unstable_by_key(|c| c.0);
         }
     }
 }
@@ -268,7 +273,8 @@ impl AggTable {
             fixed: FixedCells {
                 slots: FxHashMap::default(),
                 groups: Vec::new(),
-                count: 0,
+                heads: Vec::new(),
+                accs: Vec::new(),
                 empty: metrics.iter().map(MetricSpec::new_acc).collect(),
             },
         }
@@ -293,82 +299,91 @@ impl GroupIndex {
 }
 
 impl FixedCells {
-    /// The slot of the fixed-window cell (group, start), created empty if new.
+    /// The id of the fixed-window cell (group, start), created empty if new.
     ///
     /// While a group's cells arrive in window order (time-ordered data) they are found by
     /// a binary search of the group's own list, usually at its end; a group whose cells
     /// arrive out of order moves to the (group, start) hash map.
     #[inline]
-    fn slot(&mut self, g: u32, start: i64) -> u32 {
+    fn cell(&mut self, g: u32, start: i64) -> u32 {
         if self.groups.len() <= g as usize {
             self.groups.resize_with(g as usize + 1, GroupCells::default);
         }
         let gc = &mut self.groups[g as usize];
         if !gc.unordered {
-            match gc.heads.last() {
-                Some(h) if h.start == start => return (gc.heads.len() - 1) as u32,
-                Some(h) if h.start > start => {
-                    match gc.heads.binary_search_by_key(&start, |h| h.start) {
-                        Ok(i) => return i as u32,
+            match gc.cells.last() {
+                Some(&(s, id)) if s == start => return id,
+                Some(&(s, _)) if s > start => {
+                    match gc.cells.binary_search_by_key(&start, |c| c.0) {
+                        Ok(i) => return gc.cells[i].1,
                         Err(_) => {
                             gc.unordered = true;
-                            for (i, h) in gc.heads.iter().enumerate() {
-                                self.slots.insert((g, h.start), i as u32);
+                            for &(s, id) in &gc.cells {
+                                self.slots.insert((g, s), id);
                             }
                         }
                     }
                 }
-                _ => return Self::push(gc, &mut self.count, &self.empty, start),
+                _ => {
+                    let id = Self::push(&mut self.heads, &mut self.accs, &self.empty, start);
+                    self.groups[g as usize].cells.push((start, id));
+                    return id;
+                }
             }
         }
-        let (groups, count, empty) = (&mut self.groups, &mut self.count, &self.empty);
-        *self
-            .slots
-            .entry((g, start))
-            .or_insert_with(|| Self::push(&mut groups[g as usize], count, empty, start))
+        let (heads, accs, empty) = (&mut self.heads, &mut self.accs, &self.empty);
+        let gc = &mut self.groups[g as usize];
+        *self.slots.entry((g, start)).or_insert_with(|| {
+            let id = Self::push(heads, accs, empty, start);
+            gc.cells.push((start, id));
+            id
+        })
     }
 
-    /// Appends an empty cell to a group.
-    fn push(gc: &mut GroupCells, count: &mut usize, empty: &[Acc], start: i64) -> u32 {
-        if gc.heads.capacity() == 0 {
-            // Start with room for a few windows: fewer regrowths of the arenas.
-            gc.heads.reserve_exact(8);
-            gc.accs.reserve_exact(8 * empty.len());
-        }
-        *count += 1;
-        gc.heads.push(Head {
+    /// Appends an empty cell to the arenas; returns its id.
+    fn push(heads: &mut Vec<Head>, accs: &mut Vec<Acc>, empty: &[Acc], start: i64) -> u32 {
+        heads.push(Head {
             reopened: false,
             start,
             first_event_ms: i64::MAX,
             last_event_ms: i64::MIN,
             rows: 0,
         });
-        gc.accs.extend_from_slice(empty);
-        (gc.heads.len() - 1) as u32
+        accs.extend_from_slice(empty);
+        (heads.len() - 1) as u32
     }
 
-    /// Adds a row to the fixed-window cell in `slot`.
+    /// The number of cells.
+    fn count(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// A cell's accumulators.
+    fn accs(&self, cell: u32) -> &[Acc] {
+        let m = self.empty.len();
+        let at = cell as usize * m;
+        &self.accs[at..at + m]
+    }
+
+    /// Adds a row to the fixed-window cell `cell`.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     fn update(
         &mut self,
-        g: u32,
-        slot: u32,
+        cell: u32,
         metrics: &[MetricSpec],
         row: &[Val<'_>],
         ts: i64,
         reopened: bool,
         scratch: &mut String,
     ) {
-        let GroupCells { heads, accs, .. } = &mut self.groups[g as usize];
-        let slot = slot as usize;
-        let h = &mut heads[slot];
+        let h = &mut self.heads[cell as usize];
         h.rows += 1;
         h.first_event_ms = h.first_event_ms.min(ts);
         h.last_event_ms = h.last_event_ms.max(ts);
         h.reopened |= reopened;
         let m = metrics.len();
-        update_accs(&mut accs[slot * m..slot * m + m], metrics, row, ts, scratch);
+        let at = cell as usize * m;
+        update_accs(&mut self.accs[at..at + m], metrics, row, ts, scratch);
     }
 }
 
@@ -424,26 +439,23 @@ impl Processed<'_> {
         if a.window.is_session() {
             return None;
         }
-        let m = a.metrics.len();
         let f = &table.fixed;
         let write = || {
             let mut w = crate::output::CsvWindows::new(a, out)?;
-            let mut idx = Vec::new();
+            let mut cells = Vec::new();
             for g in table.groups_in_order() {
                 let Some(gc) = f.groups.get(g as usize) else {
                     continue;
                 };
                 let key = &table.group_list[g as usize].key;
-                gc.by_start(&mut idx);
-                for &i in &idx {
-                    let i = i as usize;
-                    let start = gc.heads[i].start;
+                gc.by_start(&mut cells);
+                for &(start, id) in &cells {
                     let end = start.saturating_add(a.window.size_ms());
-                    w.cell(key, start, end, &gc.accs[i * m..i * m + m])?;
+                    w.cell(key, start, end, f.accs(id))?;
                 }
             }
             w.finish()?;
-            Ok(f.count as u64)
+            Ok(f.count() as u64)
         };
         Some(write())
     }
@@ -713,13 +725,13 @@ impl Ctx<'_> {
             if let Some(start) = tumbling {
                 if let Some(r) = table.index.find(keybytes) {
                     if r.last_start != start {
-                        r.last_slot = table.fixed.slot(r.g, start);
+                        r.last_cell = table.fixed.cell(r.g, start);
                         r.last_start = start;
                     }
-                    let (g, slot) = (r.g, r.last_slot);
+                    let cell = r.last_cell;
                     table
                         .fixed
-                        .update(g, slot, metrics, &row, ts, reopened, scratch);
+                        .update(cell, metrics, &row, ts, reopened, scratch);
                     continue;
                 }
             }
@@ -751,7 +763,7 @@ impl Ctx<'_> {
                         keybytes,
                         GroupRef {
                             g,
-                            last_slot: u32::MAX,
+                            last_cell: u32::MAX,
                             last_start: i64::MIN,
                         },
                     );
@@ -772,20 +784,20 @@ impl Ctx<'_> {
                 }
                 WindowSpec::Tumbling { .. } => {
                     let start = tumbling.unwrap_or_default();
-                    let slot = table.fixed.slot(g, start);
+                    let cell = table.fixed.cell(g, start);
                     if let Some(r) = table.index.find(keybytes) {
                         r.last_start = start;
-                        r.last_slot = slot;
+                        r.last_cell = cell;
                     }
                     table
                         .fixed
-                        .update(g, slot, metrics, &row, ts, reopened, scratch);
+                        .update(cell, metrics, &row, ts, reopened, scratch);
                 }
                 spec => spec.assign(ts, |start, _end| {
-                    let slot = table.fixed.slot(g, start);
+                    let cell = table.fixed.cell(g, start);
                     table
                         .fixed
-                        .update(g, slot, metrics, &row, ts, reopened, scratch);
+                        .update(cell, metrics, &row, ts, reopened, scratch);
                 }),
             }
         }
@@ -824,7 +836,7 @@ impl Ctx<'_> {
         aggs.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         let mut cells: Vec<(CellKey, CellState)> = Vec::with_capacity(
             aggs.iter()
-                .map(|(_, t)| t.fixed.count + t.group_list.len())
+                .map(|(_, t)| t.fixed.count() + t.group_list.len())
                 .sum(),
         );
         for (agg, table) in aggs {
@@ -852,20 +864,18 @@ impl Ctx<'_> {
                     }
                 }
                 WindowSpec::Tumbling { size_ms } | WindowSpec::Hopping { size_ms, .. } => {
-                    let m = agg.metrics.len();
                     let f = &table.fixed;
-                    let mut idx = Vec::new();
+                    let mut ids = Vec::new();
                     for g in table.groups_in_order() {
                         let Some(gc) = f.groups.get(g as usize) else {
                             continue;
                         };
                         let grp = &table.group_list[g as usize];
-                        gc.by_start(&mut idx);
-                        for &i in &idx {
-                            let i = i as usize;
-                            let h = &gc.heads[i];
+                        gc.by_start(&mut ids);
+                        for &(_, id) in &ids {
+                            let h = &f.heads[id as usize];
                             let cell = CellState {
-                                accs: gc.accs[i * m..i * m + m].to_vec(),
+                                accs: f.accs(id).to_vec(),
                                 reopened: h.reopened,
                                 first_event_ms: h.first_event_ms,
                                 last_event_ms: h.last_event_ms,
