@@ -159,14 +159,35 @@ struct Group {
     sessions: BTreeMap<i64, CellState>,
 }
 
-/// What a group-key lookup finds: the group, and for fixed windows the start and id of
-/// the last cell the group touched (rows mostly arrive in time order, so the next row of
-/// the group usually lands in the same window and needs no second lookup).
+/// What a group-key lookup finds: the group and, for fixed windows, where its cells stand.
+/// Rows mostly arrive in time order, so the next row of a group usually lands in the cell
+/// it touched last (no second lookup), or else in a new window after all of its cells (no
+/// lookup either): both are decided from this entry alone.
 #[derive(Clone, Copy)]
 struct GroupRef {
     g: u32,
+    /// The cell the group touched last ([`NO_CELL`] before the first) and its start.
     last_cell: u32,
     last_start: i64,
+    /// The latest window start among the group's cells (`i64::MIN` when none).
+    newest_start: i64,
+    /// The group's cells were created in window order (see [`FixedCells::cell`]).
+    ordered: bool,
+}
+
+/// `GroupRef::last_cell` of a group without cells.
+const NO_CELL: u32 = u32::MAX;
+
+impl GroupRef {
+    fn new(g: u32) -> Self {
+        GroupRef {
+            g,
+            last_cell: NO_CELL,
+            last_start: i64::MIN,
+            newest_start: i64::MIN,
+            ordered: true,
+        }
+    }
 }
 
 /// A fixed-window cell while a file is processed; its accumulators live in the table's
@@ -215,8 +236,6 @@ struct FixedCells {
 struct GroupCells {
     /// (window start, cell id) of the group's cells, in creation order.
     cells: Vec<(i64, u32)>,
-    /// Cells were not created in window order: they are found through `slots`.
-    unordered: bool,
 }
 
 impl GroupCells {
@@ -290,67 +309,80 @@ impl GroupIndex {
         }
     }
 
-    fn insert(&mut self, key: &[u8], r: GroupRef) {
+    fn insert(&mut self, key: &[u8], r: GroupRef) -> &mut GroupRef {
         match pack_key(key) {
-            Some(k) => self.small.insert(k, r),
-            None => self.groups.insert(key.into(), r),
-        };
+            Some(k) => self.small.entry(k).or_insert(r),
+            None => self.groups.entry(key.into()).or_insert(r),
+        }
     }
 }
 
 impl FixedCells {
-    /// The id of the fixed-window cell (group, start), created empty if new.
+    /// The id of the fixed-window cell (r's group, start), created empty if new; `r`
+    /// remembers it as the group's last cell.
     ///
-    /// While a group's cells arrive in window order (time-ordered data) they are found by
-    /// a binary search of the group's own list, usually at its end; a group whose cells
-    /// arrive out of order moves to the (group, start) hash map.
+    /// While a group's cells arrive in window order (time-ordered data), a window after
+    /// all of them is new (decided from `r` alone) and an earlier one is found by a binary
+    /// search of the group's own list; a group whose cells arrive out of order moves to
+    /// the (group, start) hash map.
     #[inline]
-    fn cell(&mut self, g: u32, start: i64) -> u32 {
-        if self.groups.len() <= g as usize {
-            self.groups.resize_with(g as usize + 1, GroupCells::default);
+    fn cell(&mut self, r: &mut GroupRef, start: i64) -> u32 {
+        if start == r.last_start && r.last_cell != NO_CELL {
+            return r.last_cell;
         }
-        let gc = &mut self.groups[g as usize];
-        if !gc.unordered {
-            match gc.cells.last() {
-                Some(&(s, id)) if s == start => return id,
-                Some(&(s, _)) if s > start => {
-                    match gc.cells.binary_search_by_key(&start, |c| c.0) {
-                        Ok(i) => return gc.cells[i].1,
-                        Err(_) => {
-                            gc.unordered = true;
-                            for &(s, id) in &gc.cells {
-                                self.slots.insert((g, s), id);
-                            }
-                        }
+        let id = if r.ordered && start > r.newest_start {
+            r.newest_start = start;
+            self.push(r.g, start)
+        } else {
+            self.find_or_push(r, start)
+        };
+        r.last_start = start;
+        r.last_cell = id;
+        id
+    }
+
+    /// [`Self::cell`] for a window at or before the group's newest one, or of an
+    /// unordered group.
+    fn find_or_push(&mut self, r: &mut GroupRef, start: i64) -> u32 {
+        let g = r.g;
+        if r.ordered {
+            let cells = self.groups.get(g as usize).map_or(&[][..], |gc| &gc.cells);
+            match cells.binary_search_by_key(&start, |c| c.0) {
+                Ok(i) => return cells[i].1,
+                Err(_) => {
+                    r.ordered = false;
+                    for &(s, id) in cells {
+                        self.slots.insert((g, s), id);
                     }
-                }
-                _ => {
-                    let id = Self::push(&mut self.heads, &mut self.accs, &self.empty, start);
-                    self.groups[g as usize].cells.push((start, id));
-                    return id;
                 }
             }
         }
-        let (heads, accs, empty) = (&mut self.heads, &mut self.accs, &self.empty);
-        let gc = &mut self.groups[g as usize];
-        *self.slots.entry((g, start)).or_insert_with(|| {
-            let id = Self::push(heads, accs, empty, start);
-            gc.cells.push((start, id));
-            id
-        })
+        match self.slots.get(&(g, start)) {
+            Some(&id) => id,
+            None => {
+                let id = self.push(g, start);
+                self.slots.insert((g, start), id);
+                id
+            }
+        }
     }
 
-    /// Appends an empty cell to the arenas; returns its id.
-    fn push(heads: &mut Vec<Head>, accs: &mut Vec<Acc>, empty: &[Acc], start: i64) -> u32 {
-        heads.push(Head {
+    /// Appends an empty cell (g, start) to the arenas and to its group; returns its id.
+    fn push(&mut self, g: u32, start: i64) -> u32 {
+        let id = self.heads.len() as u32;
+        self.heads.push(Head {
             reopened: false,
             start,
             first_event_ms: i64::MAX,
             last_event_ms: i64::MIN,
             rows: 0,
         });
-        accs.extend_from_slice(empty);
-        (heads.len() - 1) as u32
+        self.accs.extend_from_slice(&self.empty);
+        if self.groups.len() <= g as usize {
+            self.groups.resize_with(g as usize + 1, GroupCells::default);
+        }
+        self.groups[g as usize].cells.push((start, id));
+        id
     }
 
     /// The number of cells.
@@ -440,18 +472,27 @@ impl Processed<'_> {
             return None;
         }
         let f = &table.fixed;
+        let m = a.metrics.len();
         let write = || {
             let mut w = crate::output::CsvWindows::new(a, out)?;
             let mut cells = Vec::new();
+            let mut values = Vec::new();
             for g in table.groups_in_order() {
                 let Some(gc) = f.groups.get(g as usize) else {
                     continue;
                 };
                 let key = &table.group_list[g as usize].key;
                 gc.by_start(&mut cells);
-                for &(start, id) in &cells {
+                // The group's cells lie far apart in the arena: reading all their values
+                // first, in a tight loop, overlaps the cache misses that would otherwise
+                // stall one cell at a time between CSV writes.
+                values.clear();
+                for &(_, id) in &cells {
+                    values.extend(f.accs(id).iter().map(Acc::val));
+                }
+                for (i, &(start, _)) in cells.iter().enumerate() {
                     let end = start.saturating_add(a.window.size_ms());
-                    w.cell(key, start, end, f.accs(id))?;
+                    w.cell_values(key, start, end, &values[i * m..i * m + m])?;
                 }
             }
             w.finish()?;
@@ -717,26 +758,8 @@ impl Ctx<'_> {
             };
             let metrics = &agg.metrics;
             let scratch = &mut self.scratch;
-            let tumbling = match agg.window {
-                WindowSpec::Tumbling { size_ms } => Some(ts - ts.rem_euclid(size_ms)),
-                _ => None,
-            };
-            // Fast path: a known group, most often with its last cell in this row's window.
-            if let Some(start) = tumbling {
-                if let Some(r) = table.index.find(keybytes) {
-                    if r.last_start != start {
-                        r.last_cell = table.fixed.cell(r.g, start);
-                        r.last_start = start;
-                    }
-                    let cell = r.last_cell;
-                    table
-                        .fixed
-                        .update(cell, metrics, &row, ts, reopened, scratch);
-                    continue;
-                }
-            }
-            let g = match table.index.find(keybytes) {
-                Some(r) => r.g,
+            let r = match table.index.find(keybytes) {
+                Some(r) => r,
                 None => {
                     let key = agg
                         .group_slots
@@ -759,21 +782,13 @@ impl Ctx<'_> {
                         key,
                         sessions: BTreeMap::new(),
                     });
-                    table.index.insert(
-                        keybytes,
-                        GroupRef {
-                            g,
-                            last_cell: u32::MAX,
-                            last_start: i64::MIN,
-                        },
-                    );
-                    g
+                    table.index.insert(keybytes, GroupRef::new(g))
                 }
             };
             match agg.window {
                 WindowSpec::Session { gap_ms } => {
                     let cell = session_cell(
-                        &mut table.group_list[g as usize].sessions,
+                        &mut table.group_list[r.g as usize].sessions,
                         gap_ms,
                         ts,
                         metrics,
@@ -782,19 +797,14 @@ impl Ctx<'_> {
                     cell.update(metrics, &row, ts, scratch);
                     cell.reopened |= reopened;
                 }
-                WindowSpec::Tumbling { .. } => {
-                    let start = tumbling.unwrap_or_default();
-                    let cell = table.fixed.cell(g, start);
-                    if let Some(r) = table.index.find(keybytes) {
-                        r.last_start = start;
-                        r.last_cell = cell;
-                    }
+                WindowSpec::Tumbling { size_ms } => {
+                    let cell = table.fixed.cell(r, ts - ts.rem_euclid(size_ms));
                     table
                         .fixed
                         .update(cell, metrics, &row, ts, reopened, scratch);
                 }
                 spec => spec.assign(ts, |start, _end| {
-                    let cell = table.fixed.cell(g, start);
+                    let cell = table.fixed.cell(r, start);
                     table
                         .fixed
                         .update(cell, metrics, &row, ts, reopened, scratch);

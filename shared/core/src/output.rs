@@ -3,6 +3,8 @@
 
 use std::io::{self, Write};
 
+use smallvec::SmallVec;
+
 use crate::definition::Aggregate;
 use crate::engine::CellKey;
 use crate::metrics::{Acc, CellState, MetricValue};
@@ -122,6 +124,18 @@ impl<'a, W: Write> CsvWindows<'a, W> {
         end_ms: i64,
         accs: &[Acc],
     ) -> io::Result<()> {
+        let values: SmallVec<[Val<'_>; 16]> = accs.iter().map(Acc::val).collect();
+        self.cell_values(group, start_ms, end_ms, &values)
+    }
+
+    /// [`Self::cell`] from the metrics' values (`Acc::val`, in metric order).
+    pub(crate) fn cell_values(
+        &mut self,
+        group: &[String],
+        start_ms: i64,
+        end_ms: i64,
+        values: &[Val<'_>],
+    ) -> io::Result<()> {
         let (w, buf) = (&mut self.w, &mut self.buf);
         for g in group {
             w.write_field(g)?;
@@ -132,15 +146,15 @@ impl<'a, W: Write> CsvWindows<'a, W> {
         buf.clear();
         write_ts(buf, end_ms);
         w.write_field(&*buf)?;
-        for a in accs {
+        for v in values {
             buf.clear();
-            write_val(buf, &a.val());
+            write_val(buf, v);
             w.write_field(&*buf)?;
         }
         if !self.agg.derived().is_empty() {
-            let mut vals: Vec<_> = accs.iter().map(Acc::val).collect();
+            let mut vals = values.to_vec();
             self.agg.push_derived(&mut vals);
-            for v in &vals[accs.len()..] {
+            for v in &vals[values.len()..] {
                 buf.clear();
                 write_val(buf, v);
                 w.write_field(&*buf)?;
