@@ -18,7 +18,9 @@ use smallvec::SmallVec;
 use crate::definition::{BadRowPolicy, Dialect, LatePolicy, Pipeline};
 use crate::metrics::{update_accs, Acc, CellState, MetricSpec};
 use crate::reader;
-use crate::types::{parse_bool, parse_float, parse_int, ColumnType, TimeParser, Val};
+use crate::types::{
+    parse_bool_bytes, parse_float_bytes, parse_int_bytes, ColumnType, TimeParser, Val,
+};
 use crate::window::WindowSpec;
 
 /// The file being processed.
@@ -424,6 +426,8 @@ struct Ctx<'p> {
     file: String,
     /// Field index in the file of each declared column.
     layout: Vec<usize>,
+    /// Whether the pipeline reads each declared column ([`columns_read`]).
+    read: Vec<bool>,
     nfields: usize,
     report: FileReport,
     tables: Vec<AggTable>,
@@ -529,6 +533,7 @@ pub(crate) fn process<'p, R: Read>(
         pipeline,
         file,
         layout: Vec::new(),
+        read: columns_read(pipeline),
         nfields: 0,
         report: FileReport::default(),
         tables: pipeline
@@ -612,6 +617,9 @@ fn read<R: Read>(
     })
 }
 
+/// Types one field. Numbers, bools and timestamps are parsed from the raw bytes (their
+/// forms are ASCII); when that fails, a field that is not UTF-8 is reported as such, as
+/// it takes precedence over the type error.
 #[inline]
 fn parse_field<'r>(
     raw: &'r [u8],
@@ -622,14 +630,50 @@ fn parse_field<'r>(
     if raw == null {
         return Ok(Val::Null);
     }
-    let s = std::str::from_utf8(raw).map_err(|_| "invalid UTF-8")?;
-    Ok(match ty {
-        ColumnType::String => Val::Str(s.into()),
-        ColumnType::Int => Val::Int(parse_int(s).ok_or("bad int")?),
-        ColumnType::Float => Val::Float(parse_float(s).ok_or("bad float")?),
-        ColumnType::Bool => Val::Bool(parse_bool(s).ok_or("bad bool")?),
-        ColumnType::Timestamp => Val::Ts(tp.parse(s)?),
+    let typed = match ty {
+        ColumnType::String => {
+            let s = std::str::from_utf8(raw).map_err(|_| "invalid UTF-8")?;
+            return Ok(Val::Str(s.into()));
+        }
+        ColumnType::Int => parse_int_bytes(raw).map(Val::Int).ok_or("bad int"),
+        ColumnType::Float => parse_float_bytes(raw).map(Val::Float).ok_or("bad float"),
+        ColumnType::Bool => parse_bool_bytes(raw).map(Val::Bool).ok_or("bad bool"),
+        ColumnType::Timestamp => tp.parse_bytes(raw).map(Val::Ts),
+    };
+    typed.map_err(|why| match std::str::from_utf8(raw) {
+        Ok(_) => why,
+        Err(_) => "invalid UTF-8",
     })
+}
+
+/// Which declared columns the pipeline reads (the time column, group-by columns, metric
+/// arguments, row rules, derived columns), by declared index. The others are only
+/// validated: a string column nobody reads is not turned into a value.
+fn columns_read(p: &Pipeline) -> Vec<bool> {
+    let mut read = vec![false; p.columns.len()];
+    let mut mark = |slot: usize| {
+        if let Some(r) = read.get_mut(slot) {
+            *r = true;
+        }
+    };
+    mark(p.time.slot);
+    for a in &p.aggregates {
+        a.group_slots.iter().copied().for_each(&mut mark);
+        for m in &a.metrics {
+            m.arg
+                .iter()
+                .flat_map(|e| e.slots())
+                .copied()
+                .for_each(&mut mark);
+        }
+    }
+    for r in &p.row_rules {
+        r.cond.slots().iter().copied().for_each(&mut mark);
+    }
+    for d in &p.derived {
+        d.expr.slots().iter().copied().for_each(&mut mark);
+    }
+    read
 }
 
 /// Renders a computed value as group-key text (strings as they are, numbers in shortest
@@ -665,8 +709,15 @@ impl Ctx<'_> {
             return self.bad(rec, reason);
         }
         let mut row: SmallVec<[Val<'_>; 16]> = SmallVec::with_capacity(p.columns.len());
-        for (c, &i) in p.columns.iter().zip(&self.layout) {
+        // An ASCII record is valid UTF-8 throughout: string columns nobody reads need no
+        // further check (they stay null in `row`, where nothing looks at them).
+        let ascii = rec.as_slice().is_ascii();
+        for ((c, &i), &read) in p.columns.iter().zip(&self.layout).zip(&self.read) {
             let raw = rec.get(i).unwrap_or_default();
+            if !read && ascii && c.ty == ColumnType::String {
+                row.push(Val::Null);
+                continue;
+            }
             match parse_field(raw, c.ty, d.null.as_bytes(), &p.time.parser) {
                 Ok(v) => row.push(v),
                 Err(why) => {
