@@ -4,7 +4,7 @@
 //! Hot path: one reused `ByteRecord`, fields borrowed from it, typed values on the stack
 //! (`SmallVec`), groups found by the group key's raw bytes (packed into an integer when
 //! short; no allocation unless the group is new), each group remembering its last cell,
-//! fixed-window cells kept per group in accumulator arenas (no allocation per cell). The
+//! fixed-window cells kept in per-aggregate arenas by cell id (no allocation per cell). The
 //! public `CellKey`/`CellState` map is built once per file, in key order, at the end — or
 //! skipped by `csvflow run` on a single file, which writes the tables out directly.
 
@@ -18,7 +18,9 @@ use smallvec::SmallVec;
 use crate::definition::{BadRowPolicy, Dialect, LatePolicy, Pipeline};
 use crate::metrics::{update_accs, Acc, CellState, MetricSpec};
 use crate::reader;
-use crate::types::{parse_bool, parse_float, parse_int, ColumnType, TimeParser, Val};
+use crate::types::{
+    parse_bool_bytes, parse_float_bytes, parse_int_bytes, ColumnType, TimeParser, Val,
+};
 use crate::window::WindowSpec;
 
 /// The file being processed.
@@ -159,18 +161,39 @@ struct Group {
     sessions: BTreeMap<i64, CellState>,
 }
 
-/// What a group-key lookup finds: the group, and for fixed windows the start and slot of
-/// the last cell the group touched (rows mostly arrive in time order, so the next row of
-/// the group usually lands in the same window and needs no second lookup).
+/// What a group-key lookup finds: the group and, for fixed windows, where its cells stand.
+/// Rows mostly arrive in time order, so the next row of a group usually lands in the cell
+/// it touched last (no second lookup), or else in a new window after all of its cells (no
+/// lookup either): both are decided from this entry alone.
 #[derive(Clone, Copy)]
 struct GroupRef {
     g: u32,
-    last_slot: u32,
+    /// The cell the group touched last ([`NO_CELL`] before the first) and its start.
+    last_cell: u32,
     last_start: i64,
+    /// The latest window start among the group's cells (`i64::MIN` when none).
+    newest_start: i64,
+    /// The group's cells were created in window order (see [`FixedCells::cell`]).
+    ordered: bool,
 }
 
-/// A fixed-window cell while a file is processed; its accumulators live in its group's
-/// arena at `slot * metrics`.
+/// `GroupRef::last_cell` of a group without cells.
+const NO_CELL: u32 = u32::MAX;
+
+impl GroupRef {
+    fn new(g: u32) -> Self {
+        GroupRef {
+            g,
+            last_cell: NO_CELL,
+            last_start: i64::MIN,
+            newest_start: i64::MIN,
+            ordered: true,
+        }
+    }
+}
+
+/// A fixed-window cell while a file is processed; its accumulators live in the table's
+/// arena at `cell * metrics`.
 struct Head {
     reopened: bool,
     start: i64,
@@ -180,10 +203,11 @@ struct Head {
 }
 
 /// Cells of one aggregate while a file is processed: groups found by their key's raw
-/// bytes (borrowed lookup, allocation only for a new group), fixed-window cells indexed by
-/// (group, window start) and stored per group, accumulators in one arena per group (no
-/// allocation per cell, and a group's cells are contiguous when they are written out in
-/// group order; each cell's `CellState` is built once, at the end, in output order).
+/// bytes (borrowed lookup, allocation only for a new group), fixed-window cells found by
+/// (group, window start) and stored in two arenas by cell id, heads and accumulators (no
+/// allocation per cell; a row touches its group's hash entry, which names its last cell,
+/// and that cell's head and accumulators: few cache misses when the groups outgrow the
+/// caches). Each cell's `CellState` is built once, at the end, in output order.
 struct AggTable {
     index: GroupIndex,
     group_list: Vec<Group>,
@@ -198,30 +222,32 @@ struct GroupIndex {
 }
 
 struct FixedCells {
-    /// (group, window start) -> the cell's index in its group, for unordered groups.
+    /// (group, window start) -> cell id, for unordered groups.
     slots: FxHashMap<(u32, i64), u32>,
-    /// By group index.
+    /// Each group's cells, by group index.
     groups: Vec<GroupCells>,
-    count: usize,
+    /// Cell heads by cell id (ids in creation order).
+    heads: Vec<Head>,
+    /// Accumulators, `metrics` per cell, by cell id.
+    accs: Vec<Acc>,
     /// A fresh cell's accumulators.
     empty: Vec<Acc>,
 }
 
 #[derive(Default)]
 struct GroupCells {
-    heads: Vec<Head>,
-    accs: Vec<Acc>,
-    /// Cells were not created in window order: they are found through `slots`.
-    unordered: bool,
+    /// (window start, cell id) of the group's cells, in creation order.
+    cells: Vec<(i64, u32)>,
 }
 
 impl GroupCells {
-    /// Cell indexes by window start (creation order is time order, so usually as is).
-    fn by_start(&self, idx: &mut Vec<u32>) {
-        idx.clear();
-        idx.extend(0..self.heads.len() as u32);
-        if !self.heads.is_sorted_by_key(|h| h.start) {
-            idx.sort_unstable_by_key(|&i| self.heads[i as usize].start);
+    /// The group's (window start, cell id) by window start (creation order is time order,
+    /// so usually as is).
+    fn by_start(&self, out: &mut Vec<(i64, u32)>) {
+        out.clear();
+        out.extend_from_slice(&self.cells);
+        if !out.is_sorted_by_key(|c| c.0) {
+            out.sort_unstable_by_key(|c| c.0);
         }
     }
 }
@@ -268,7 +294,8 @@ impl AggTable {
             fixed: FixedCells {
                 slots: FxHashMap::default(),
                 groups: Vec::new(),
-                count: 0,
+                heads: Vec::new(),
+                accs: Vec::new(),
                 empty: metrics.iter().map(MetricSpec::new_acc).collect(),
             },
         }
@@ -284,91 +311,113 @@ impl GroupIndex {
         }
     }
 
-    fn insert(&mut self, key: &[u8], r: GroupRef) {
+    fn insert(&mut self, key: &[u8], r: GroupRef) -> &mut GroupRef {
         match pack_key(key) {
-            Some(k) => self.small.insert(k, r),
-            None => self.groups.insert(key.into(), r),
-        };
+            Some(k) => self.small.entry(k).or_insert(r),
+            None => self.groups.entry(key.into()).or_insert(r),
+        }
     }
 }
 
 impl FixedCells {
-    /// The slot of the fixed-window cell (group, start), created empty if new.
+    /// The id of the fixed-window cell (r's group, start), created empty if new; `r`
+    /// remembers it as the group's last cell.
     ///
-    /// While a group's cells arrive in window order (time-ordered data) they are found by
-    /// a binary search of the group's own list, usually at its end; a group whose cells
-    /// arrive out of order moves to the (group, start) hash map.
+    /// While a group's cells arrive in window order (time-ordered data), a window after
+    /// all of them is new (decided from `r` alone) and an earlier one is found by a binary
+    /// search of the group's own list; a group whose cells arrive out of order moves to
+    /// the (group, start) hash map.
     #[inline]
-    fn slot(&mut self, g: u32, start: i64) -> u32 {
-        if self.groups.len() <= g as usize {
-            self.groups.resize_with(g as usize + 1, GroupCells::default);
+    fn cell(&mut self, r: &mut GroupRef, start: i64) -> u32 {
+        if start == r.last_start && r.last_cell != NO_CELL {
+            return r.last_cell;
         }
-        let gc = &mut self.groups[g as usize];
-        if !gc.unordered {
-            match gc.heads.last() {
-                Some(h) if h.start == start => return (gc.heads.len() - 1) as u32,
-                Some(h) if h.start > start => {
-                    match gc.heads.binary_search_by_key(&start, |h| h.start) {
-                        Ok(i) => return i as u32,
-                        Err(_) => {
-                            gc.unordered = true;
-                            for (i, h) in gc.heads.iter().enumerate() {
-                                self.slots.insert((g, h.start), i as u32);
-                            }
-                        }
-                    }
-                }
-                _ => return Self::push(gc, &mut self.count, &self.empty, start),
-            }
-        }
-        let (groups, count, empty) = (&mut self.groups, &mut self.count, &self.empty);
-        *self
-            .slots
-            .entry((g, start))
-            .or_insert_with(|| Self::push(&mut groups[g as usize], count, empty, start))
+        let id = if r.ordered && start > r.newest_start {
+            r.newest_start = start;
+            self.push(r.g, start)
+        } else {
+            self.find_or_push(r, start)
+        };
+        r.last_start = start;
+        r.last_cell = id;
+        id
     }
 
-    /// Appends an empty cell to a group.
-    fn push(gc: &mut GroupCells, count: &mut usize, empty: &[Acc], start: i64) -> u32 {
-        if gc.heads.capacity() == 0 {
-            // Start with room for a few windows: fewer regrowths of the arenas.
-            gc.heads.reserve_exact(8);
-            gc.accs.reserve_exact(8 * empty.len());
+    /// [`Self::cell`] for a window at or before the group's newest one, or of an
+    /// unordered group.
+    fn find_or_push(&mut self, r: &mut GroupRef, start: i64) -> u32 {
+        let g = r.g;
+        if r.ordered {
+            let cells = self.groups.get(g as usize).map_or(&[][..], |gc| &gc.cells);
+            match cells.binary_search_by_key(&start, |c| c.0) {
+                Ok(i) => return cells[i].1,
+                Err(_) => {
+                    r.ordered = false;
+                    for &(s, id) in cells {
+                        self.slots.insert((g, s), id);
+                    }
+                }
+            }
         }
-        *count += 1;
-        gc.heads.push(Head {
+        match self.slots.get(&(g, start)) {
+            Some(&id) => id,
+            None => {
+                let id = self.push(g, start);
+                self.slots.insert((g, start), id);
+                id
+            }
+        }
+    }
+
+    /// Appends an empty cell (g, start) to the arenas and to its group; returns its id.
+    fn push(&mut self, g: u32, start: i64) -> u32 {
+        let id = self.heads.len() as u32;
+        self.heads.push(Head {
             reopened: false,
             start,
             first_event_ms: i64::MAX,
             last_event_ms: i64::MIN,
             rows: 0,
         });
-        gc.accs.extend_from_slice(empty);
-        (gc.heads.len() - 1) as u32
+        self.accs.extend_from_slice(&self.empty);
+        if self.groups.len() <= g as usize {
+            self.groups.resize_with(g as usize + 1, GroupCells::default);
+        }
+        self.groups[g as usize].cells.push((start, id));
+        id
     }
 
-    /// Adds a row to the fixed-window cell in `slot`.
+    /// The number of cells.
+    fn count(&self) -> usize {
+        self.heads.len()
+    }
+
+    /// A cell's accumulators.
+    fn accs(&self, cell: u32) -> &[Acc] {
+        let m = self.empty.len();
+        let at = cell as usize * m;
+        &self.accs[at..at + m]
+    }
+
+    /// Adds a row to the fixed-window cell `cell`.
     #[inline]
-    #[allow(clippy::too_many_arguments)]
     fn update(
         &mut self,
-        g: u32,
-        slot: u32,
+        cell: u32,
         metrics: &[MetricSpec],
         row: &[Val<'_>],
         ts: i64,
         reopened: bool,
         scratch: &mut String,
     ) {
-        let GroupCells { heads, accs, .. } = &mut self.groups[g as usize];
-        let slot = slot as usize;
-        let h = &mut heads[slot];
+        let h = &mut self.heads[cell as usize];
         h.rows += 1;
         h.first_event_ms = h.first_event_ms.min(ts);
         h.last_event_ms = h.last_event_ms.max(ts);
         h.reopened |= reopened;
         let m = metrics.len();
-        update_accs(&mut accs[slot * m..slot * m + m], metrics, row, ts, scratch);
+        let at = cell as usize * m;
+        update_accs(&mut self.accs[at..at + m], metrics, row, ts, scratch);
     }
 }
 
@@ -377,6 +426,8 @@ struct Ctx<'p> {
     file: String,
     /// Field index in the file of each declared column.
     layout: Vec<usize>,
+    /// Whether the pipeline reads each declared column ([`columns_read`]).
+    read: Vec<bool>,
     nfields: usize,
     report: FileReport,
     tables: Vec<AggTable>,
@@ -424,26 +475,32 @@ impl Processed<'_> {
         if a.window.is_session() {
             return None;
         }
-        let m = a.metrics.len();
         let f = &table.fixed;
+        let m = a.metrics.len();
         let write = || {
             let mut w = crate::output::CsvWindows::new(a, out)?;
-            let mut idx = Vec::new();
+            let mut cells = Vec::new();
+            let mut values = Vec::new();
             for g in table.groups_in_order() {
                 let Some(gc) = f.groups.get(g as usize) else {
                     continue;
                 };
                 let key = &table.group_list[g as usize].key;
-                gc.by_start(&mut idx);
-                for &i in &idx {
-                    let i = i as usize;
-                    let start = gc.heads[i].start;
+                gc.by_start(&mut cells);
+                // The group's cells lie far apart in the arena: reading all their values
+                // first, in a tight loop, overlaps the cache misses that would otherwise
+                // stall one cell at a time between CSV writes.
+                values.clear();
+                for &(_, id) in &cells {
+                    values.extend(f.accs(id).iter().map(Acc::val));
+                }
+                for (i, &(start, _)) in cells.iter().enumerate() {
                     let end = start.saturating_add(a.window.size_ms());
-                    w.cell(key, start, end, &gc.accs[i * m..i * m + m])?;
+                    w.cell_values(key, start, end, &values[i * m..i * m + m])?;
                 }
             }
             w.finish()?;
-            Ok(f.count as u64)
+            Ok(f.count() as u64)
         };
         Some(write())
     }
@@ -476,6 +533,7 @@ pub(crate) fn process<'p, R: Read>(
         pipeline,
         file,
         layout: Vec::new(),
+        read: columns_read(pipeline),
         nfields: 0,
         report: FileReport::default(),
         tables: pipeline
@@ -559,6 +617,9 @@ fn read<R: Read>(
     })
 }
 
+/// Types one field. Numbers, bools and timestamps are parsed from the raw bytes (their
+/// forms are ASCII); when that fails, a field that is not UTF-8 is reported as such, as
+/// it takes precedence over the type error.
 #[inline]
 fn parse_field<'r>(
     raw: &'r [u8],
@@ -569,14 +630,50 @@ fn parse_field<'r>(
     if raw == null {
         return Ok(Val::Null);
     }
-    let s = std::str::from_utf8(raw).map_err(|_| "invalid UTF-8")?;
-    Ok(match ty {
-        ColumnType::String => Val::Str(s.into()),
-        ColumnType::Int => Val::Int(parse_int(s).ok_or("bad int")?),
-        ColumnType::Float => Val::Float(parse_float(s).ok_or("bad float")?),
-        ColumnType::Bool => Val::Bool(parse_bool(s).ok_or("bad bool")?),
-        ColumnType::Timestamp => Val::Ts(tp.parse(s)?),
+    let typed = match ty {
+        ColumnType::String => {
+            let s = std::str::from_utf8(raw).map_err(|_| "invalid UTF-8")?;
+            return Ok(Val::Str(s.into()));
+        }
+        ColumnType::Int => parse_int_bytes(raw).map(Val::Int).ok_or("bad int"),
+        ColumnType::Float => parse_float_bytes(raw).map(Val::Float).ok_or("bad float"),
+        ColumnType::Bool => parse_bool_bytes(raw).map(Val::Bool).ok_or("bad bool"),
+        ColumnType::Timestamp => tp.parse_bytes(raw).map(Val::Ts),
+    };
+    typed.map_err(|why| match std::str::from_utf8(raw) {
+        Ok(_) => why,
+        Err(_) => "invalid UTF-8",
     })
+}
+
+/// Which declared columns the pipeline reads (the time column, group-by columns, metric
+/// arguments, row rules, derived columns), by declared index. The others are only
+/// validated: a string column nobody reads is not turned into a value.
+fn columns_read(p: &Pipeline) -> Vec<bool> {
+    let mut read = vec![false; p.columns.len()];
+    let mut mark = |slot: usize| {
+        if let Some(r) = read.get_mut(slot) {
+            *r = true;
+        }
+    };
+    mark(p.time.slot);
+    for a in &p.aggregates {
+        a.group_slots.iter().copied().for_each(&mut mark);
+        for m in &a.metrics {
+            m.arg
+                .iter()
+                .flat_map(|e| e.slots())
+                .copied()
+                .for_each(&mut mark);
+        }
+    }
+    for r in &p.row_rules {
+        r.cond.slots().iter().copied().for_each(&mut mark);
+    }
+    for d in &p.derived {
+        d.expr.slots().iter().copied().for_each(&mut mark);
+    }
+    read
 }
 
 /// Renders a computed value as group-key text (strings as they are, numbers in shortest
@@ -612,8 +709,15 @@ impl Ctx<'_> {
             return self.bad(rec, reason);
         }
         let mut row: SmallVec<[Val<'_>; 16]> = SmallVec::with_capacity(p.columns.len());
-        for (c, &i) in p.columns.iter().zip(&self.layout) {
+        // An ASCII record is valid UTF-8 throughout: string columns nobody reads need no
+        // further check (they stay null in `row`, where nothing looks at them).
+        let ascii = rec.as_slice().is_ascii();
+        for ((c, &i), &read) in p.columns.iter().zip(&self.layout).zip(&self.read) {
             let raw = rec.get(i).unwrap_or_default();
+            if !read && ascii && c.ty == ColumnType::String {
+                row.push(Val::Null);
+                continue;
+            }
             match parse_field(raw, c.ty, d.null.as_bytes(), &p.time.parser) {
                 Ok(v) => row.push(v),
                 Err(why) => {
@@ -705,26 +809,8 @@ impl Ctx<'_> {
             };
             let metrics = &agg.metrics;
             let scratch = &mut self.scratch;
-            let tumbling = match agg.window {
-                WindowSpec::Tumbling { size_ms } => Some(ts - ts.rem_euclid(size_ms)),
-                _ => None,
-            };
-            // Fast path: a known group, most often with its last cell in this row's window.
-            if let Some(start) = tumbling {
-                if let Some(r) = table.index.find(keybytes) {
-                    if r.last_start != start {
-                        r.last_slot = table.fixed.slot(r.g, start);
-                        r.last_start = start;
-                    }
-                    let (g, slot) = (r.g, r.last_slot);
-                    table
-                        .fixed
-                        .update(g, slot, metrics, &row, ts, reopened, scratch);
-                    continue;
-                }
-            }
-            let g = match table.index.find(keybytes) {
-                Some(r) => r.g,
+            let r = match table.index.find(keybytes) {
+                Some(r) => r,
                 None => {
                     let key = agg
                         .group_slots
@@ -747,21 +833,13 @@ impl Ctx<'_> {
                         key,
                         sessions: BTreeMap::new(),
                     });
-                    table.index.insert(
-                        keybytes,
-                        GroupRef {
-                            g,
-                            last_slot: u32::MAX,
-                            last_start: i64::MIN,
-                        },
-                    );
-                    g
+                    table.index.insert(keybytes, GroupRef::new(g))
                 }
             };
             match agg.window {
                 WindowSpec::Session { gap_ms } => {
                     let cell = session_cell(
-                        &mut table.group_list[g as usize].sessions,
+                        &mut table.group_list[r.g as usize].sessions,
                         gap_ms,
                         ts,
                         metrics,
@@ -770,22 +848,17 @@ impl Ctx<'_> {
                     cell.update(metrics, &row, ts, scratch);
                     cell.reopened |= reopened;
                 }
-                WindowSpec::Tumbling { .. } => {
-                    let start = tumbling.unwrap_or_default();
-                    let slot = table.fixed.slot(g, start);
-                    if let Some(r) = table.index.find(keybytes) {
-                        r.last_start = start;
-                        r.last_slot = slot;
-                    }
+                WindowSpec::Tumbling { size_ms } => {
+                    let cell = table.fixed.cell(r, ts - ts.rem_euclid(size_ms));
                     table
                         .fixed
-                        .update(g, slot, metrics, &row, ts, reopened, scratch);
+                        .update(cell, metrics, &row, ts, reopened, scratch);
                 }
                 spec => spec.assign(ts, |start, _end| {
-                    let slot = table.fixed.slot(g, start);
+                    let cell = table.fixed.cell(r, start);
                     table
                         .fixed
-                        .update(g, slot, metrics, &row, ts, reopened, scratch);
+                        .update(cell, metrics, &row, ts, reopened, scratch);
                 }),
             }
         }
@@ -824,7 +897,7 @@ impl Ctx<'_> {
         aggs.sort_by(|a, b| a.0.name.cmp(&b.0.name));
         let mut cells: Vec<(CellKey, CellState)> = Vec::with_capacity(
             aggs.iter()
-                .map(|(_, t)| t.fixed.count + t.group_list.len())
+                .map(|(_, t)| t.fixed.count() + t.group_list.len())
                 .sum(),
         );
         for (agg, table) in aggs {
@@ -852,20 +925,18 @@ impl Ctx<'_> {
                     }
                 }
                 WindowSpec::Tumbling { size_ms } | WindowSpec::Hopping { size_ms, .. } => {
-                    let m = agg.metrics.len();
                     let f = &table.fixed;
-                    let mut idx = Vec::new();
+                    let mut ids = Vec::new();
                     for g in table.groups_in_order() {
                         let Some(gc) = f.groups.get(g as usize) else {
                             continue;
                         };
                         let grp = &table.group_list[g as usize];
-                        gc.by_start(&mut idx);
-                        for &i in &idx {
-                            let i = i as usize;
-                            let h = &gc.heads[i];
+                        gc.by_start(&mut ids);
+                        for &(_, id) in &ids {
+                            let h = &f.heads[id as usize];
                             let cell = CellState {
-                                accs: gc.accs[i * m..i * m + m].to_vec(),
+                                accs: f.accs(id).to_vec(),
                                 reopened: h.reopened,
                                 first_event_ms: h.first_event_ms,
                                 last_event_ms: h.last_event_ms,

@@ -837,6 +837,12 @@ pub fn compare(a: &Val<'_>, b: &Val<'_>) -> Option<Ordering> {
     }
 }
 
+/// A row's value in `slot` by reference (null when out of range).
+#[inline]
+fn column<'r, 'a>(row: &'r [Val<'a>], slot: usize) -> &'r Val<'a> {
+    row.get(slot).unwrap_or(&Val::Null)
+}
+
 fn eval<'a>(n: &'a Node, row: &[Val<'a>]) -> Val<'a> {
     match n {
         Node::Lit(l) => l.val(),
@@ -867,8 +873,13 @@ fn eval<'a>(n: &'a Node, row: &[Val<'a>]) -> Val<'a> {
             },
         },
         Node::Cmp(c, a, b) => {
-            let (x, y) = (eval(a, row), eval(b, row));
-            match compare(&x, &y) {
+            // Columns are compared in place, without copying their values.
+            let o = match (&**a, &**b) {
+                (Node::Col(i), Node::Col(j)) => compare(column(row, *i), column(row, *j)),
+                (Node::Col(i), Node::Lit(l)) => compare(column(row, *i), &l.val()),
+                _ => compare(&eval(a, row), &eval(b, row)),
+            };
+            match o {
                 Some(o) => Val::Bool(c.test(o)),
                 None => Val::Null,
             }

@@ -3,6 +3,9 @@
 
 use std::io::{self, Write};
 
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+
 use crate::definition::Aggregate;
 use crate::engine::CellKey;
 use crate::metrics::{Acc, CellState, MetricValue};
@@ -90,27 +93,43 @@ pub fn write_windows<'a, W: Write>(
 /// The CSV form of [`write_windows`], one cell at a time (cells must come in output order):
 /// shared with `csvflow run`'s single-file path, which writes straight from the engine's
 /// tables.
+///
+/// Lines are built in a buffer and written out in blocks, as the `csv` crate's writer
+/// (`,` delimiter, `\n` terminator, quotes only when necessary) would print them, without
+/// its per-field machinery: only text fields can need quotes.
 pub(crate) struct CsvWindows<'a, W: Write> {
     agg: &'a Aggregate,
-    w: csv::Writer<W>,
+    out: W,
+    /// Pending output (whole lines).
     buf: Vec<u8>,
+    /// Window bounds already formatted (they repeat across groups), bounded in size.
+    bounds: FxHashMap<i64, Box<[u8]>>,
 }
+
+/// Pending output written out once it is this long.
+const BLOCK: usize = 1 << 16;
+/// Formatted window bounds kept at most.
+const MAX_BOUNDS: usize = 4096;
 
 impl<'a, W: Write> CsvWindows<'a, W> {
     /// Writes the header.
     pub(crate) fn new(agg: &'a Aggregate, out: W) -> io::Result<Self> {
-        let mut w = csv::WriterBuilder::new()
-            .terminator(csv::Terminator::Any(b'\n'))
-            .from_writer(out);
-        let mut header: Vec<&str> = agg.group_by().iter().map(String::as_str).collect();
-        header.extend(["window_start", "window_end"]);
-        header.extend(agg.output_names().iter().copied());
-        w.write_record(&header)?;
-        Ok(CsvWindows {
+        let mut w = CsvWindows {
             agg,
-            w,
-            buf: Vec::with_capacity(64),
-        })
+            out,
+            buf: Vec::with_capacity(BLOCK + 4096),
+            bounds: FxHashMap::default(),
+        };
+        let names = agg.group_by().iter().map(String::as_str);
+        let names = names.chain(["window_start", "window_end"]);
+        for (i, name) in names.chain(agg.output_names()).enumerate() {
+            if i > 0 {
+                w.buf.push(b',');
+            }
+            text_field(&mut w.buf, name.as_bytes());
+        }
+        w.end_line()?;
+        Ok(w)
     }
 
     /// Writes one cell: group values, window bounds, each metric's value, then the
@@ -122,35 +141,96 @@ impl<'a, W: Write> CsvWindows<'a, W> {
         end_ms: i64,
         accs: &[Acc],
     ) -> io::Result<()> {
-        let (w, buf) = (&mut self.w, &mut self.buf);
+        let values: SmallVec<[Val<'_>; 16]> = accs.iter().map(Acc::val).collect();
+        self.cell_values(group, start_ms, end_ms, &values)
+    }
+
+    /// [`Self::cell`] from the metrics' values (`Acc::val`, in metric order).
+    pub(crate) fn cell_values(
+        &mut self,
+        group: &[String],
+        start_ms: i64,
+        end_ms: i64,
+        values: &[Val<'_>],
+    ) -> io::Result<()> {
         for g in group {
-            w.write_field(g)?;
+            text_field(&mut self.buf, g.as_bytes());
+            self.buf.push(b',');
         }
-        buf.clear();
-        write_ts(buf, start_ms);
-        w.write_field(&*buf)?;
-        buf.clear();
-        write_ts(buf, end_ms);
-        w.write_field(&*buf)?;
-        for a in accs {
-            buf.clear();
-            write_val(buf, &a.val());
-            w.write_field(&*buf)?;
+        self.bound(start_ms);
+        self.buf.push(b',');
+        self.bound(end_ms);
+        for v in values {
+            self.buf.push(b',');
+            value_field(&mut self.buf, v);
         }
         if !self.agg.derived().is_empty() {
-            let mut vals: Vec<_> = accs.iter().map(Acc::val).collect();
+            let mut vals = values.to_vec();
             self.agg.push_derived(&mut vals);
-            for v in &vals[accs.len()..] {
-                buf.clear();
-                write_val(buf, v);
-                w.write_field(&*buf)?;
+            for v in &vals[values.len()..] {
+                self.buf.push(b',');
+                value_field(&mut self.buf, v);
             }
         }
-        w.write_record(None::<&[u8]>).map_err(io::Error::from)
+        self.end_line()
+    }
+
+    /// Appends a window bound (RFC 3339), formatted once per distinct value.
+    fn bound(&mut self, ms: i64) {
+        if let Some(text) = self.bounds.get(&ms) {
+            self.buf.extend_from_slice(text);
+            return;
+        }
+        let at = self.buf.len();
+        write_ts(&mut self.buf, ms);
+        if self.bounds.len() >= MAX_BOUNDS {
+            self.bounds.clear();
+        }
+        self.bounds.insert(ms, self.buf[at..].into());
+    }
+
+    /// Terminates the current line; writes the pending output out when it is long.
+    fn end_line(&mut self) -> io::Result<()> {
+        self.buf.push(b'\n');
+        if self.buf.len() >= BLOCK {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        Ok(())
     }
 
     pub(crate) fn finish(mut self) -> io::Result<()> {
-        self.w.flush()
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        self.out.flush()
+    }
+}
+
+/// Appends a text field, quoted (quotes doubled) when it holds a delimiter, a quote or a
+/// line break, as the `csv` crate's writer does by default.
+fn text_field(buf: &mut Vec<u8>, text: &[u8]) {
+    if !text
+        .iter()
+        .any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    {
+        buf.extend_from_slice(text);
+        return;
+    }
+    buf.push(b'"');
+    for &b in text {
+        if b == b'"' {
+            buf.push(b'"');
+        }
+        buf.push(b);
+    }
+    buf.push(b'"');
+}
+
+/// Appends a metric value as a field: [`write_val`], quoted when it is text that needs it.
+fn value_field(buf: &mut Vec<u8>, v: &Val<'_>) {
+    match v {
+        Val::Str(s) => text_field(buf, s.as_bytes()),
+        v => write_val(buf, v),
     }
 }
 
@@ -212,25 +292,33 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 
 /// Appends a metric value exactly as `MetricValue::from(v).to_string()` would.
 fn write_val(buf: &mut Vec<u8>, v: &Val<'_>) {
-    use std::io::Write as _;
-    // Writing to a Vec cannot fail.
-    let _ = match v {
-        Val::Null => Ok(()),
-        Val::Bool(b) => write!(buf, "{b}"),
-        Val::Int(i) => write!(buf, "{i}"),
-        Val::Float(f) => {
-            write_f64(buf, *f);
-            Ok(())
+    match v {
+        Val::Null => {}
+        Val::Bool(b) => buf.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Val::Int(i) => write_int(buf, *i),
+        Val::Float(f) => write_f64(buf, *f),
+        Val::Str(s) => buf.extend_from_slice(s.as_bytes()),
+        Val::Ts(t) => write_ts(buf, *t),
+    }
+}
+
+/// Appends `i` in decimal, as `format!("{i}")`.
+fn write_int(buf: &mut Vec<u8>, i: i64) {
+    if i < 0 {
+        buf.push(b'-');
+    }
+    let mut n = i.unsigned_abs();
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
-        Val::Str(s) => {
-            buf.extend_from_slice(s.as_bytes());
-            Ok(())
-        }
-        Val::Ts(t) => {
-            write_ts(buf, *t);
-            Ok(())
-        }
-    };
+    }
+    buf.extend_from_slice(&digits[at..]);
 }
 
 /// Appends `x` exactly as `format!("{x}")` (shortest round-trip decimal, no exponent).
@@ -250,7 +338,7 @@ fn write_f64(buf: &mut Vec<u8>, x: f64) {
                 buf.push(b'-');
             }
             let c = c.unsigned_abs();
-            let _ = write!(buf, "{}", c / 100);
+            write_int(buf, (c / 100) as i64);
             let frac = c % 100;
             if frac != 0 {
                 buf.push(b'.');
@@ -268,6 +356,38 @@ fn write_f64(buf: &mut Vec<u8>, x: f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fields_are_quoted_like_the_csv_crate() {
+        for text in [
+            "",
+            "a",
+            "a,b",
+            "a\"b",
+            "\"",
+            "a\nb",
+            "a\rb",
+            " x ",
+            "caf\u{e9}",
+            "a;b",
+        ] {
+            let mut w = csv::WriterBuilder::new()
+                .terminator(csv::Terminator::Any(b'\n'))
+                .from_writer(Vec::new());
+            w.write_record([text, "x"]).unwrap();
+            let want = w.into_inner().unwrap();
+            let mut ours = Vec::new();
+            text_field(&mut ours, text.as_bytes());
+            ours.extend_from_slice(b",x\n");
+            assert_eq!(ours, want, "{text:?}");
+        }
+        let mut buf = Vec::new();
+        for i in [0, 7, -7, 10, 99, 100, i64::MAX, i64::MIN] {
+            buf.clear();
+            write_int(&mut buf, i);
+            assert_eq!(buf, i.to_string().as_bytes());
+        }
+    }
 
     #[test]
     fn write_f64_matches_display() {

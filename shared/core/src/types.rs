@@ -88,27 +88,113 @@ impl Val<'_> {
 
 /// Parses an integer field (surrounding ASCII whitespace allowed).
 pub fn parse_int(s: &str) -> Option<i64> {
-    let t = s.trim_ascii();
+    parse_int_bytes(s.as_bytes())
+}
+
+/// [`parse_int`] on a raw field (bytes that are not ASCII are never an integer).
+pub fn parse_int_bytes(b: &[u8]) -> Option<i64> {
+    if let Some(i) = plain_int(b) {
+        return Some(i);
+    }
+    let t = std::str::from_utf8(b).ok()?.trim_ascii();
     let t = t.strip_prefix('+').unwrap_or(t);
     t.parse::<i64>().ok()
 }
 
-/// Parses a float field (surrounding ASCII whitespace allowed); non-finite values are rejected.
-pub fn parse_float(s: &str) -> Option<f64> {
-    let t = s.trim_ascii();
-    let b = t.as_bytes();
-    // Reject words like "inf"/"NaN": data with them is almost always a bug upstream.
-    if b.is_empty() || !b.iter().all(|c| c.is_ascii_digit() || b"+-.eE".contains(c)) {
+/// The common integer form `-?[0-9]{1,18}`, which cannot overflow; `None` for anything
+/// else (left to the general parser).
+#[inline]
+fn plain_int(b: &[u8]) -> Option<i64> {
+    let (neg, digits) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, b),
+    };
+    if digits.is_empty() || digits.len() > 18 {
         return None;
     }
+    let mut v = 0i64;
+    for &c in digits {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + i64::from(d);
+    }
+    Some(if neg { -v } else { v })
+}
+
+/// Parses a float field (surrounding ASCII whitespace allowed); non-finite values are rejected.
+pub fn parse_float(s: &str) -> Option<f64> {
+    parse_float_bytes(s.as_bytes())
+}
+
+/// [`parse_float`] on a raw field (bytes that are not ASCII are never a float).
+pub fn parse_float_bytes(b: &[u8]) -> Option<f64> {
+    if let Some(x) = plain_decimal(b) {
+        return Some(x);
+    }
+    let t = b.trim_ascii();
+    // Reject words like "inf"/"NaN": data with them is almost always a bug upstream.
+    if t.is_empty() || !t.iter().all(|c| c.is_ascii_digit() || b"+-.eE".contains(c)) {
+        return None;
+    }
+    let t = std::str::from_utf8(t).ok()?;
     t.parse::<f64>().ok().filter(|f| f.is_finite())
+}
+
+/// Powers of ten exact in f64.
+const POW10: [f64; 16] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+];
+
+/// The common float form `[+-]?digits[.digits]` with 1 to 15 digits in all (money,
+/// measurements); `None` for anything else (left to the general parser).
+///
+/// The digits as an integer m < 10^15 are exact in f64, and so is 10^k for the k digits
+/// after the point, so m / 10^k — one correctly rounded division — is the double nearest
+/// to the decimal, exactly what `str::parse` returns (Clinger's fast path).
+#[inline]
+fn plain_decimal(b: &[u8]) -> Option<f64> {
+    let (neg, rest) = match b {
+        [b'-', rest @ ..] => (true, rest),
+        [b'+', rest @ ..] => (false, rest),
+        _ => (false, b),
+    };
+    let mut m = 0u64;
+    let mut digits = 0usize;
+    let mut point = None;
+    for (i, &c) in rest.iter().enumerate() {
+        let d = c.wrapping_sub(b'0');
+        if d <= 9 {
+            m = m * 10 + u64::from(d);
+            digits += 1;
+            if digits > 15 {
+                return None;
+            }
+        } else if c == b'.' && point.is_none() {
+            point = Some(i);
+        } else {
+            return None;
+        }
+    }
+    if digits == 0 {
+        return None;
+    }
+    let scale = point.map_or(0, |p| rest.len() - p - 1);
+    let x = m as f64 / POW10[scale];
+    Some(if neg { -x } else { x })
 }
 
 /// Parses a bool field: true/false, t/f, yes/no, y/n, 1/0 (case-insensitive).
 pub fn parse_bool(s: &str) -> Option<bool> {
-    let t = s.trim_ascii();
-    const TRUE: [&str; 5] = ["true", "t", "yes", "y", "1"];
-    const FALSE: [&str; 5] = ["false", "f", "no", "n", "0"];
+    parse_bool_bytes(s.as_bytes())
+}
+
+/// [`parse_bool`] on a raw field.
+pub fn parse_bool_bytes(b: &[u8]) -> Option<bool> {
+    let t = b.trim_ascii();
+    const TRUE: [&[u8]; 5] = [b"true", b"t", b"yes", b"y", b"1"];
+    const FALSE: [&[u8]; 5] = [b"false", b"f", b"no", b"n", b"0"];
     if TRUE.iter().any(|w| t.eq_ignore_ascii_case(w)) {
         Some(true)
     } else if FALSE.iter().any(|w| t.eq_ignore_ascii_case(w)) {
@@ -169,17 +255,28 @@ pub struct TimeParser {
 }
 
 impl TimeParser {
+    /// Parses one raw field: RFC 3339 straight from the bytes, other formats as text
+    /// (`"invalid UTF-8"` when it is not); the error is a short reason.
+    pub fn parse_bytes(&self, b: &[u8]) -> Result<i64, &'static str> {
+        match &self.format {
+            TimeFormat::Rfc3339 => self.rfc3339(b.trim_ascii()),
+            _ => self.parse(std::str::from_utf8(b).map_err(|_| "invalid UTF-8")?),
+        }
+    }
+
+    fn rfc3339(&self, b: &[u8]) -> Result<i64, &'static str> {
+        let p = parse_iso(b).ok_or("bad rfc3339 timestamp")?;
+        match p.offset_min {
+            Some(off) => Ok(p.naive_ms - i64::from(off) * 60_000),
+            None => self.localize(p.naive_ms),
+        }
+    }
+
     /// Parses one field; the error is a short reason.
     pub fn parse(&self, s: &str) -> Result<i64, &'static str> {
         let s = s.trim_ascii();
         match &self.format {
-            TimeFormat::Rfc3339 => {
-                let p = parse_iso(s.as_bytes()).ok_or("bad rfc3339 timestamp")?;
-                match p.offset_min {
-                    Some(off) => Ok(p.naive_ms - i64::from(off) * 60_000),
-                    None => self.localize(p.naive_ms),
-                }
-            }
+            TimeFormat::Rfc3339 => self.rfc3339(s.as_bytes()),
             TimeFormat::EpochS => parse_epoch(s, 1000).ok_or("bad epoch_s timestamp"),
             TimeFormat::EpochMs => parse_epoch(s, 1).ok_or("bad epoch_ms timestamp"),
             TimeFormat::Pattern {
@@ -380,9 +477,72 @@ mod tests {
         assert_eq!(parse_float("NaN"), None);
         assert_eq!(parse_float("inf"), None);
         assert_eq!(parse_float("12,5"), None);
+        assert_eq!(parse_int("-0"), Some(0));
+        assert_eq!(parse_int("+-5"), Some(-5));
+        assert_eq!(parse_int("-"), None);
+        assert_eq!(parse_int("9223372036854775807"), Some(i64::MAX));
+        assert_eq!(parse_int("9223372036854775808"), None);
+        assert_eq!(parse_int_bytes(b"\xff1"), None);
+        assert_eq!(parse_bool_bytes(b" Yes "), Some(true));
         assert_eq!(parse_bool("TRUE"), Some(true));
         assert_eq!(parse_bool("no"), Some(false));
         assert_eq!(parse_bool("maybe"), None);
+    }
+
+    #[test]
+    fn plain_decimals_parse_like_std() {
+        // The fast path must agree with `str::parse` bit for bit, signs of zero included.
+        let mut x: u64 = 7;
+        let mut cases: Vec<String> = [
+            "0",
+            "-0",
+            "+0",
+            "0.0",
+            "-0.0",
+            "5.",
+            ".5",
+            "-.5",
+            "+.5",
+            "007.50",
+            "0.1",
+            "0.3",
+            "123456789012345",
+            "1234567890.12345",
+            "999999999999999",
+            "0.000000000000001",
+            "9007199254740993",
+            "1234567890123456",
+            "1.7976931348623157",
+            ".",
+            "-",
+            "+",
+            "1.2.3",
+            "1e3",
+            " 1.5",
+            "1.5 ",
+            "--1",
+            "",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let digits = (x % 16) as usize + 1;
+            let v = (x >> 8) % 10u64.pow(digits.min(15) as u32);
+            let text = format!("{v:0digits$}");
+            let at = (x >> 4) as usize % (digits + 1);
+            let sign = ["", "-", "+"][(x >> 60) as usize % 3];
+            cases.push(format!("{sign}{}.{}", &text[..at], &text[at..]));
+            cases.push(format!("{sign}{text}"));
+        }
+        for c in &cases {
+            let std = c.trim_ascii().parse::<f64>().ok();
+            let ours = parse_float(c);
+            assert_eq!(ours.map(f64::to_bits), std.map(f64::to_bits), "{c:?}");
+        }
     }
 
     #[test]

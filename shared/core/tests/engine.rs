@@ -376,6 +376,40 @@ window = {window}
 }
 
 #[test]
+fn columns_nobody_reads_are_validated_like_the_others() {
+    // Only ts and k are read: the unread typed and string columns still make bad rows,
+    // with the same reasons (invalid UTF-8 first).
+    let cat = typed_pipeline(
+        "ts = \"timestamp\"\nk = \"string\"\nx = \"float\"\nn = \"int\"\nb = \"bool\"\ns = \"string\"",
+        "format = \"epoch_s\"",
+        "c = \"count()\"",
+        "{ tumbling = \"1h\" }",
+    );
+    let p = &cat.pipelines()[0];
+    let mut data = b"ts,k,x,n,b,s\n".to_vec();
+    data.extend(b"1795132800,a,1.5,7,yes,caf\xc3\xa9\n"); // good, not ASCII
+    data.extend(b"1795132800,a,1e400,7,yes,s\n"); // bad float (infinite)
+    data.extend(b"1795132800,a,1.5,7.5,yes,s\n"); // bad int
+    data.extend(b"1795132800,a,1.5,7,maybe,s\n"); // bad bool
+    data.extend(b"1795132800,a,\xff,7,yes,s\n"); // invalid UTF-8 in a float
+    data.extend(b"1795132800,a,1.5,7,yes,\xe9t\xe9\n"); // invalid UTF-8 in a string
+    data.extend(b"1795132800,a,,,,\n"); // nulls: good
+    let r = run_file(p, &data);
+    let reasons: Vec<&str> = r.bad_rows.iter().map(|b| b.reason.as_str()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            "column \"x\": bad float: \"1e400\"",
+            "column \"n\": bad int: \"7.5\"",
+            "column \"b\": bad bool: \"maybe\"",
+            "column \"x\": invalid UTF-8: \"\u{fffd}\"",
+            "column \"s\": invalid UTF-8: \"\u{fffd}t\u{fffd}\"",
+        ]
+    );
+    assert_eq!(r.stats.rows, 2);
+}
+
+#[test]
 fn types_int_bool_and_time_formats() {
     let cat = typed_pipeline(
         "ts = \"timestamp\"\nk = \"string\"\nn = \"int\"\nok = \"bool\"",
