@@ -27,6 +27,9 @@ TARGETS = {  # name -> (comparison, target)
     "csvflow / DuckDB (1 thread)": (">=", 3.0),
     "csvflow / CPython csv": (">=", 25.0),
     "csvflow / csv crate raw read": (">=", 0.40),
+    "one thread / DuckDB (1 thread)": (">=", 3.0),
+    "one thread / CPython csv": (">=", 25.0),
+    "one thread / csv crate raw read": (">=", 0.40),
     "peak RSS 10M / 1M": ("<=", 1.25),
 }
 
@@ -142,9 +145,11 @@ def main() -> int:
     out = lambda name: os.path.join(a.out, name)  # noqa: E731
     size = os.path.getsize(a.small)
     size_large = os.path.getsize(a.large)
-    csvflow_cmd = lambda src: [  # noqa: E731
+    # Default: one thread per core (the file is cut at line starts into parts processed
+    # side by side); `--threads 1` is the one-pass engine, measured as well.
+    csvflow_cmd = lambda src, threads=0: [  # noqa: E731
         a.csvflow, "run", "--config", a.config, "--pipeline", "card-transactions",
-        "--aggregate", "per_card_10m", src,
+        "--aggregate", "per_card_10m", "--threads", str(threads), src,
     ]
     for path in (a.small, a.large):  # warm the page cache so every contender reads from RAM
         with open(path, "rb") as f:
@@ -160,6 +165,10 @@ def main() -> int:
     def csvflow_once() -> float:
         wall, _, err = run(csvflow_cmd(a.small), out("csvflow-1m.csv"))
         summary["1m"] = err.strip().splitlines()[-1] if err.strip() else ""
+        return wall
+
+    def csvflow_one_thread_once() -> float:
+        wall, _, _ = run(csvflow_cmd(a.small, 1), out("csvflow-1m-1t.csv"))
         return wall
 
     def duckdb_once() -> float:
@@ -178,6 +187,7 @@ def main() -> int:
     t = {}
     t["csvflow"] = best_of(a.runs, "csvflow", csvflow_once)
     print(f"  csvflow summary: {summary['1m']}")
+    t["csvflow-1t"] = best_of(a.runs, "csvflow --threads 1", csvflow_one_thread_once)
     t["duckdb"] = best_of(a.runs, "duckdb", duckdb_once)
     t["cpython"] = best_of(a.runs, "cpython", cpython_once)
     t["csv-read"] = best_of(a.runs, "csv-read", csv_read_once)
@@ -197,6 +207,8 @@ def main() -> int:
 
     print("agreement, cell by cell, to the cent ...", flush=True)
     cells, values, diffs = compare("csvflow", out("csvflow-1m.csv"), "duckdb", out("duckdb-1m.csv"))
+    _, _, t_diffs = compare("csvflow --threads 1", out("csvflow-1m-1t.csv"), "duckdb", out("duckdb-1m.csv"))
+    diffs += t_diffs
     b_cells, b_values, b_diffs = compare("cpython", out("cpython-1m.csv"), "duckdb", out("duckdb-1m.csv"))
 
     mbs = {k: size / 1e6 / v for k, v in t.items()}
@@ -204,13 +216,17 @@ def main() -> int:
         "csvflow / DuckDB (1 thread)": t["duckdb"] / t["csvflow"],
         "csvflow / CPython csv": t["cpython"] / t["csvflow"],
         "csvflow / csv crate raw read": mbs["csvflow"] / mbs["csv-read"],
+        "one thread / DuckDB (1 thread)": t["duckdb"] / t["csvflow-1t"],
+        "one thread / CPython csv": t["cpython"] / t["csvflow-1t"],
+        "one thread / csv crate raw read": mbs["csvflow-1t"] / mbs["csv-read"],
         "peak RSS 10M / 1M": rss_large / rss_small,
     }
 
     print()
     print(f"{'contender (1M rows, %.1f MB)' % (size / 1e6):<34} {'best s':>8} {'MB/s':>8}")
     names = {
-        "csvflow": "csvflow run",
+        "csvflow": f"csvflow run ({os.cpu_count()} threads)",
+        "csvflow-1t": "csvflow run --threads 1",
         "duckdb": "DuckDB, threads=1",
         "cpython": "CPython csv module + dict",
         "csv-read": "csv crate, ByteRecord read only",

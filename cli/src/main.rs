@@ -53,6 +53,10 @@ enum Command {
         /// Write bad rows here as JSON lines.
         #[arg(long)]
         quarantine: Option<PathBuf>,
+        /// Threads per input file: a plain CSV file of 8 MiB or more is cut at line
+        /// starts into parts processed side by side (0 = one per core).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
         /// Input files, in order; `-` is stdin.
         #[arg(required = true)]
         inputs: Vec<String>,
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
             format,
             quarantine,
             inputs,
+            threads,
         } => {
             let options = RunOptions {
                 config_path: config,
@@ -140,6 +145,7 @@ fn main() -> ExitCode {
                 format: format.into(),
                 quarantine,
                 inputs,
+                threads,
             };
             csvflow_core::run(
                 &options,

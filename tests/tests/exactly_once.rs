@@ -140,6 +140,7 @@ fn local_run_csv(files: &[String]) -> anyhow::Result<String> {
         format: OutputFormat::Csv,
         quarantine: None,
         inputs,
+        threads: 0,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     csvflow_core::run(&options, &mut out, &mut err).map_err(|e| anyhow::anyhow!("{e}"))?;

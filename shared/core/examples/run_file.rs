@@ -21,6 +21,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         format: OutputFormat::Csv,
         quarantine: None,
         inputs,
+        // CSVFLOW_THREADS=1 for the one-pass engine; default one thread per core.
+        threads: std::env::var("CSVFLOW_THREADS")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0),
     };
     let stdout = io::stdout();
     let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());

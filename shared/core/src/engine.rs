@@ -129,6 +129,17 @@ pub enum FileError {
 }
 
 impl FileError {
+    /// The error of a part of a file whose first line is `shift` lines into the file.
+    pub(crate) fn shift_lines(mut self, shift: u64) -> Self {
+        match &mut self {
+            FileError::BadRowFail { line, .. } | FileError::Csv { line, .. } => *line += shift,
+            FileError::Io { .. }
+            | FileError::Decompress { .. }
+            | FileError::MissingColumn { .. } => {}
+        }
+        self
+    }
+
     /// Whether retrying the same file may succeed (I/O failures); the others are
     /// properties of the file's content.
     pub fn is_retryable(&self) -> bool {
@@ -157,6 +168,8 @@ pub(crate) fn reader_builder(d: &Dialect) -> csv::ReaderBuilder {
 struct Group {
     /// The group-by values (built once, when the group first appears).
     key: Vec<String>,
+    /// The key's bytes in the [`GroupIndex`] (to find the group in another table).
+    raw: Box<[u8]>,
     /// Sessions by start (disjoint and not touching).
     sessions: BTreeMap<i64, CellState>,
 }
@@ -300,6 +313,41 @@ impl AggTable {
             },
         }
     }
+
+    /// Merges the cells of `other`, a table of the same aggregate, into this one.
+    fn absorb(&mut self, agg: &crate::definition::Aggregate, other: AggTable) {
+        for (gb, group) in other.group_list.into_iter().enumerate() {
+            let r = match self.index.find(&group.raw) {
+                Some(r) => r,
+                None => {
+                    let g = self.group_list.len() as u32;
+                    self.group_list.push(Group {
+                        key: group.key,
+                        raw: group.raw.clone(),
+                        sessions: BTreeMap::new(),
+                    });
+                    self.index.insert(&group.raw, GroupRef::new(g))
+                }
+            };
+            match agg.window {
+                WindowSpec::Session { gap_ms } => {
+                    let sessions = &mut self.group_list[r.g as usize].sessions;
+                    for (start, cell) in group.sessions {
+                        merge_session(sessions, gap_ms, start, cell);
+                    }
+                }
+                _ => {
+                    let Some(cells) = other.fixed.groups.get(gb) else {
+                        continue;
+                    };
+                    for &(start, id) in &cells.cells {
+                        let cell = self.fixed.cell(r, start);
+                        self.fixed.merge_cell(cell, &other.fixed, id);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl GroupIndex {
@@ -387,6 +435,20 @@ impl FixedCells {
         id
     }
 
+    /// Merges cell `id` of `other` into cell `cell`.
+    fn merge_cell(&mut self, cell: u32, other: &FixedCells, id: u32) {
+        let (h, o) = (&mut self.heads[cell as usize], &other.heads[id as usize]);
+        h.rows += o.rows;
+        h.first_event_ms = h.first_event_ms.min(o.first_event_ms);
+        h.last_event_ms = h.last_event_ms.max(o.last_event_ms);
+        h.reopened |= o.reopened;
+        let m = self.empty.len();
+        let at = cell as usize * m;
+        for (a, b) in self.accs[at..at + m].iter_mut().zip(other.accs(id)) {
+            a.merge(b);
+        }
+    }
+
     /// The number of cells.
     fn count(&self) -> usize {
         self.heads.len()
@@ -434,7 +496,9 @@ struct Ctx<'p> {
     keybuf: Vec<u8>,
     scratch: String,
     session_keys: Vec<i64>,
-    bom_len: u64,
+    /// Offset in the file of the reader's first byte (a skipped BOM, or where a part
+    /// starts): record positions plus this are file offsets.
+    byte_base: u64,
     watermark_ms: Option<i64>,
 }
 
@@ -460,6 +524,40 @@ impl Processed<'_> {
 
     pub(crate) fn into_report(self) -> FileReport {
         self.0.finish()
+    }
+
+    /// Merges the part of the same file that follows this one: its cells into these, its
+    /// bad rows and row alerts after these (their lines shifted by `line_shift`, the lines
+    /// before it), its counters added.
+    pub(crate) fn absorb(&mut self, later: Processed<'_>, line_shift: u64) {
+        let (ctx, other) = (&mut self.0, later.0);
+        for ((agg, mine), theirs) in ctx
+            .pipeline
+            .aggregates
+            .iter()
+            .zip(ctx.tables.iter_mut())
+            .zip(other.tables)
+        {
+            mine.absorb(agg, theirs);
+        }
+        let (report, mut more) = (&mut ctx.report, other.report);
+        for b in &mut more.bad_rows {
+            b.line += line_shift;
+        }
+        for a in &mut more.row_alerts {
+            a.line += line_shift;
+        }
+        report.bad_rows.append(&mut more.bad_rows);
+        report.row_alerts.append(&mut more.row_alerts);
+        let (s, o) = (&mut report.stats, more.stats);
+        s.rows += o.rows;
+        s.bad += o.bad;
+        s.late += o.late;
+        s.bytes += o.bytes;
+        report.max_event_ms = match (report.max_event_ms, more.max_event_ms) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     /// Writes the cells of the pipeline's aggregate `agg` as [`crate::write_windows`] would
@@ -512,26 +610,66 @@ pub(crate) fn process<'p, R: Read>(
     reader: R,
 ) -> Result<Processed<'p>, FileError> {
     let file = input.name.to_string();
+    let opened =
+        reader::open(reader, input.name, pipeline.dialect.compression).map_err(|(codec, e)| {
+            if codec.is_empty() {
+                FileError::Io {
+                    file: file.clone(),
+                    source: e,
+                }
+            } else {
+                FileError::Decompress {
+                    file: file.clone(),
+                    codec,
+                    source: e,
+                }
+            }
+        })?;
+    let part = Part {
+        names: None,
+        start: 0,
+        byte_base: opened.bom_len,
+        stop_at: None,
+    };
+    process_part(pipeline, input, opened.reader, part).map(|(p, _)| p)
+}
+
+/// A stretch of a plain (uncompressed) file processed on its own ([`crate::split`]).
+pub(crate) struct Part {
+    /// The file's column names, for a part that does not start at the top (no header to
+    /// read); `None` = read them (or take them from the definition) as for a whole file.
+    pub names: Option<Vec<String>>,
+    /// File offset where the part starts.
+    pub start: u64,
+    /// File offset of the reader's first byte (the part's start, or past a BOM).
+    pub byte_base: u64,
+    /// Stop before the first record that starts at or past this file offset.
+    pub stop_at: Option<u64>,
+}
+
+/// The first record a part did not process, because it starts at or past `stop_at`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Boundary {
+    /// Its file offset.
+    pub byte: u64,
+    /// Its line, counted from the part's start (1-based).
+    pub line: u64,
+}
+
+/// Processes the records of `part` read from `reader`; the boundary is where it stopped
+/// (`None` when it read to the end).
+pub(crate) fn process_part<'p, R: Read>(
+    pipeline: &'p Pipeline,
+    input: FileInput<'_>,
+    reader: R,
+    part: Part,
+) -> Result<(Processed<'p>, Option<Boundary>), FileError> {
     let d = &pipeline.dialect;
-    let opened = reader::open(reader, input.name, d.compression).map_err(|(codec, e)| {
-        if codec.is_empty() {
-            FileError::Io {
-                file: file.clone(),
-                source: e,
-            }
-        } else {
-            FileError::Decompress {
-                file: file.clone(),
-                codec,
-                source: e,
-            }
-        }
-    })?;
-    let mut rdr = reader_builder(d).from_reader(opened.reader);
+    let mut rdr = reader_builder(d).from_reader(reader);
     let mut rec = csv::ByteRecord::new();
     let mut ctx = Ctx {
         pipeline,
-        file,
+        file: input.name.to_string(),
         layout: Vec::new(),
         read: columns_read(pipeline),
         nfields: 0,
@@ -544,24 +682,22 @@ pub(crate) fn process<'p, R: Read>(
         keybuf: Vec::with_capacity(64),
         scratch: String::new(),
         session_keys: Vec::new(),
-        bom_len: opened.bom_len,
+        byte_base: part.byte_base,
         watermark_ms: input.watermark_ms,
     };
+    let bytes_read =
+        |rdr: &csv::Reader<R>, ctx: &Ctx<'_>| rdr.position().byte() + ctx.byte_base - part.start;
 
     // Column layout.
-    let names: Vec<String> = if d.header {
-        if !read(&mut rdr, &mut rec, &ctx)? {
-            ctx.report.stats.bytes = rdr.position().byte() + ctx.bom_len;
-            return Ok(Processed(ctx));
-        }
-        rec.iter()
-            .map(|f| String::from_utf8_lossy(f).trim().to_string())
-            .collect()
-    } else {
-        match &d.file_columns {
-            Some(c) => c.clone(),
-            None => pipeline.columns.iter().map(|c| c.name.clone()).collect(),
-        }
+    let names: Vec<String> = match part.names {
+        Some(names) => names,
+        None => match column_names(pipeline, &mut rdr, &mut rec, input.name)? {
+            Some(names) => names,
+            None => {
+                ctx.report.stats.bytes = bytes_read(&rdr, &ctx);
+                return Ok((Processed(ctx), None));
+            }
+        },
     };
     for c in &pipeline.columns {
         match names.iter().position(|n| *n == c.name) {
@@ -576,23 +712,56 @@ pub(crate) fn process<'p, R: Read>(
     }
     ctx.nfields = names.len();
 
-    while read(&mut rdr, &mut rec, &ctx)? {
+    while read(&mut rdr, &mut rec, input.name)? {
+        if let (Some(stop), Some(pos)) = (part.stop_at, rec.position()) {
+            let byte = pos.byte() + ctx.byte_base;
+            if byte >= stop {
+                ctx.report.stats.bytes = byte - part.start;
+                let line = pos.line();
+                return Ok((Processed(ctx), Some(Boundary { byte, line })));
+            }
+        }
         ctx.row(&rec)?;
     }
-    ctx.report.stats.bytes = rdr.position().byte() + ctx.bom_len;
-    Ok(Processed(ctx))
+    ctx.report.stats.bytes = bytes_read(&rdr, &ctx);
+    Ok((Processed(ctx), None))
+}
+
+/// The file's column names: its header (`None` for an empty file), or those the
+/// definition gives for a file without one.
+pub(crate) fn column_names<R: Read>(
+    pipeline: &Pipeline,
+    rdr: &mut csv::Reader<R>,
+    rec: &mut csv::ByteRecord,
+    file: &str,
+) -> Result<Option<Vec<String>>, FileError> {
+    let d = &pipeline.dialect;
+    if !d.header {
+        return Ok(Some(match &d.file_columns {
+            Some(c) => c.clone(),
+            None => pipeline.columns.iter().map(|c| c.name.clone()).collect(),
+        }));
+    }
+    if !read(rdr, rec, file)? {
+        return Ok(None);
+    }
+    Ok(Some(
+        rec.iter()
+            .map(|f| String::from_utf8_lossy(f).trim().to_string())
+            .collect(),
+    ))
 }
 
 fn read<R: Read>(
     rdr: &mut csv::Reader<R>,
     rec: &mut csv::ByteRecord,
-    ctx: &Ctx<'_>,
+    file: &str,
 ) -> Result<bool, FileError> {
     rdr.read_byte_record(rec).map_err(|e| {
         let line = e.position().map_or(rdr.position().line(), |p| p.line());
         if !e.is_io_error() {
             return FileError::Csv {
-                file: ctx.file.clone(),
+                file: file.to_string(),
                 line,
                 source: e,
             };
@@ -600,17 +769,17 @@ fn read<R: Read>(
         match e.into_kind() {
             csv::ErrorKind::Io(io) => match reader::as_decompress(&io) {
                 Some((codec, _)) => FileError::Decompress {
-                    file: ctx.file.clone(),
+                    file: file.to_string(),
                     codec,
                     source: io,
                 },
                 None => FileError::Io {
-                    file: ctx.file.clone(),
+                    file: file.to_string(),
                     source: io,
                 },
             },
             _ => FileError::Io {
-                file: ctx.file.clone(),
+                file: file.to_string(),
                 source: std::io::Error::other("CSV reader error"),
             },
         }
@@ -831,6 +1000,7 @@ impl Ctx<'_> {
                     let g = table.group_list.len() as u32;
                     table.group_list.push(Group {
                         key,
+                        raw: keybytes.into(),
                         sessions: BTreeMap::new(),
                     });
                     table.index.insert(keybytes, GroupRef::new(g))
@@ -880,7 +1050,7 @@ impl Ctx<'_> {
                 self.report.bad_rows.push(BadRow {
                     file: self.file.clone(),
                     line,
-                    byte_offset: pos.map_or(0, |q| q.byte()) + self.bom_len,
+                    byte_offset: pos.map_or(0, |q| q.byte()) + self.byte_base,
                     reason,
                     record: render(&self.pipeline.dialect, rec),
                 });
@@ -996,6 +1166,27 @@ fn session_cell<'g>(
     sessions
         .entry(start)
         .or_insert_with(|| CellState::new(metrics))
+}
+
+/// Merges a session (`start`, `cell`) of the same group into `sessions`, joining those it
+/// overlaps or comes within the gap of (as [`session_cell`] does for one event).
+fn merge_session(sessions: &mut BTreeMap<i64, CellState>, gap: i64, start: i64, cell: CellState) {
+    let reach = cell.last_event_ms.saturating_add(gap);
+    let touching: Vec<i64> = sessions
+        .range(..=reach)
+        .rev()
+        .take_while(|(_, c)| c.last_event_ms.saturating_add(gap) >= start)
+        .map(|(&k, _)| k)
+        .collect();
+    let mut merged = cell;
+    let mut first = start;
+    for k in touching {
+        if let Some(c) = sessions.remove(&k) {
+            merged.merge(&c);
+            first = first.min(k);
+        }
+    }
+    sessions.insert(first, merged);
 }
 
 /// Re-encodes a record in the dialect (for quarantine), lossy UTF-8, bounded length.

@@ -19,6 +19,7 @@ pub mod resources;
 pub mod rules;
 pub mod run;
 pub mod sketch;
+mod split;
 pub mod state;
 pub mod types;
 pub mod window;

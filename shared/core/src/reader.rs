@@ -71,6 +71,30 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 const BOM: [u8; 3] = [0xef, 0xbb, 0xbf];
 
+/// The codec of an input starting with `head` (at least its first 4 bytes) named `name`:
+/// "gzip", "zstd", or "" for plain text.
+pub(crate) fn codec(head: &[u8], name: &str, compression: Compression) -> &'static str {
+    let lower = name.to_ascii_lowercase();
+    match compression {
+        Compression::None => "",
+        Compression::Gzip => "gzip",
+        Compression::Zstd => "zstd",
+        Compression::Auto => {
+            if head.starts_with(&GZIP_MAGIC) {
+                "gzip"
+            } else if head.starts_with(&ZSTD_MAGIC) {
+                "zstd"
+            } else if lower.ends_with(".gz") || lower.ends_with(".gzip") {
+                "gzip"
+            } else if lower.ends_with(".zst") || lower.ends_with(".zstd") {
+                "zstd"
+            } else {
+                ""
+            }
+        }
+    }
+}
+
 /// The opened input: decompressed, BOM removed; `bom_len` bytes were skipped.
 pub(crate) struct Opened<'r> {
     pub reader: Box<dyn Read + 'r>,
@@ -87,25 +111,7 @@ pub(crate) fn open<'r, R: Read + 'r>(
     let (head, n) = peek::<4, _>(&mut reader).map_err(|e| ("", e))?;
     let head_bytes = head[..n].to_vec();
     let rest = Cursor::new(head_bytes).chain(reader);
-    let lower = name.to_ascii_lowercase();
-    let codec = match compression {
-        Compression::None => "",
-        Compression::Gzip => "gzip",
-        Compression::Zstd => "zstd",
-        Compression::Auto => {
-            if head[..n].starts_with(&GZIP_MAGIC) {
-                "gzip"
-            } else if head[..n].starts_with(&ZSTD_MAGIC) {
-                "zstd"
-            } else if lower.ends_with(".gz") || lower.ends_with(".gzip") {
-                "gzip"
-            } else if lower.ends_with(".zst") || lower.ends_with(".zstd") {
-                "zstd"
-            } else {
-                ""
-            }
-        }
-    };
+    let codec = codec(&head[..n], name, compression);
     let mut decoded: Box<dyn Read + 'r> = match codec {
         "gzip" => Box::new(Tagged {
             inner: flate2::read::MultiGzDecoder::new(rest),

@@ -3,7 +3,7 @@
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::definition::{Catalog, DefinitionError};
@@ -23,6 +23,9 @@ pub struct RunOptions {
     pub quarantine: Option<PathBuf>,
     /// Input paths in processing order; "-" is stdin (no inputs = stdin).
     pub inputs: Vec<String>,
+    /// Threads per input file (plain text files of 8 MiB and more are cut into parts);
+    /// 0 = one per core.
+    pub threads: usize,
 }
 
 /// Why `run` failed (one line).
@@ -164,6 +167,10 @@ pub fn run(
     // One input: its cells are the whole state, so they are written straight from the
     // engine's tables (no per-cell keys, map or merge). More inputs merge in a WindowState.
     let single = inputs.len() == 1 && opts.format == OutputFormat::Csv;
+    let threads = match opts.threads {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
     let mut state = WindowState::new();
     let mut total = FileStats::default();
     let mut written: Option<u64> = None;
@@ -179,7 +186,7 @@ pub fn run(
                 path: path.clone(),
                 source,
             })?;
-            process(pipeline, input, f)?
+            crate::split::process_path(pipeline, input, f, Path::new(path), threads)?
         };
         let report = processed.report();
         if let Some((qpath, w)) = quarantine.as_mut() {
@@ -361,6 +368,7 @@ s = "sum(amount)"
                 .iter()
                 .map(|f| dir.join(f).display().to_string())
                 .collect(),
+            threads: 0,
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         run(&opts, &mut out, &mut err).unwrap();

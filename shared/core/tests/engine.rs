@@ -618,6 +618,7 @@ fn run_over_files() {
         format: OutputFormat::Csv,
         quarantine: Some(q.clone()),
         inputs: vec![f1.display().to_string(), f2.display().to_string()],
+        threads: 0,
     };
     let (mut out, mut err) = (Vec::new(), Vec::new());
     run(&opts, &mut out, &mut err).unwrap();
