@@ -21,6 +21,8 @@ pub mod run;
 pub mod sketch;
 mod split;
 pub mod state;
+#[cfg(test)]
+mod testing;
 pub mod types;
 pub mod window;
 

@@ -314,13 +314,7 @@ s = "sum(amount)"
             "",
             "card-00001",
         ];
-        let mut x = seed;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testing::xorshift(seed);
         let mut out: Vec<String> = (0..count)
             .map(|i| {
                 let r = next();

@@ -218,13 +218,7 @@ row = "amount > 900"
     /// A file of `rows` rows over 8 hours, out of order, with quoted fields holding
     /// delimiters, quotes and newlines, bad rows, comment lines, blank lines and CRLF.
     fn data(rows: u64, seed: u64, bom: bool) -> Vec<u8> {
-        let mut x = seed | 1;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::testing::xorshift(seed);
         let mut out = Vec::new();
         if bom {
             out.extend_from_slice(b"\xef\xbb\xbf");
