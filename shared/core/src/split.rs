@@ -44,9 +44,10 @@ fn process_in_parts<'p>(
         file: input.name.to_string(),
         source,
     };
-    let len = file.metadata().map_err(io_error)?.len();
+    let meta = file.metadata().map_err(io_error)?;
+    let len = meta.len();
     let parts = (threads as u64).min(len / min_part_bytes.max(1));
-    if parts < 2 || !file.metadata().map_err(io_error)?.is_file() {
+    if parts < 2 || !meta.is_file() {
         return Ok((process(pipeline, input, file)?, 1));
     }
     let mut probe = File::open(path).map_err(io_error)?;
@@ -71,7 +72,8 @@ fn process_in_parts<'p>(
             .enumerate()
             .map(|(k, &start)| {
                 let (names, stop_at) = (names.clone(), cuts.get(k + 1).copied());
-                scope.spawn(move || {
+                let worker = std::thread::Builder::new().name(format!("csvflow-part-{}", k + 2));
+                worker.spawn_scoped(scope, move || {
                     let mut f = File::open(path).map_err(io_error)?;
                     f.seek(SeekFrom::Start(start)).map_err(io_error)?;
                     let part = Part {
@@ -84,6 +86,7 @@ fn process_in_parts<'p>(
                 })
             })
             .collect();
+        // Part 1 on this thread, while the others run.
         let first = skip_bom(file, input).and_then(|(r, bom_len)| {
             let part = Part {
                 names: None,
@@ -93,29 +96,36 @@ fn process_in_parts<'p>(
             };
             process_part(pipeline, input, r, part)
         });
+        // A part whose thread could not be started is `None`: the file takes one pass.
         let later: Vec<_> = later
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(io_error(io::Error::other("a worker thread panicked"))))
+            .map(|spawned| {
+                let handle = spawned.ok()?;
+                Some(handle.join().unwrap_or_else(|_| {
+                    Err(io_error(io::Error::other("a worker thread panicked")))
+                }))
             })
             .collect();
         (first, later)
     });
 
     let (first, later) = results;
+    let one_pass = || {
+        Ok((
+            process(pipeline, input, File::open(path).map_err(io_error)?)?,
+            1,
+        ))
+    };
     let (mut whole, mut stopped) = first?;
     let mut shift = 0;
     for (&cut, part) in cuts.iter().zip(later) {
-        match stopped {
-            Some(Boundary { byte, line }) if byte == cut => shift += line - 1,
-            _ => {
-                return Ok((
-                    process(pipeline, input, File::open(path).map_err(io_error)?)?,
-                    1,
-                ))
-            }
+        let (Some(Boundary { byte, line }), Some(part)) = (stopped, part) else {
+            return one_pass();
+        };
+        if byte != cut {
+            return one_pass();
         }
+        shift += line - 1;
         let (part, next) = part.map_err(|e| e.shift_lines(shift))?;
         whole.absorb(part, shift);
         stopped = next;
