@@ -42,6 +42,8 @@ pub struct TestStack {
     pub alerts_topic_arn: String,
     /// An SQS queue subscribed (raw delivery) to the alerts topic, to count alerts.
     pub alerts_inbox_url: String,
+    /// The EventBridge bus alerts are also put on (see [`TestStack::route_rule`]).
+    pub event_bus: String,
     pub windows_table: String,
     pub ledger_table: String,
 }
@@ -106,6 +108,7 @@ impl TestStack {
             dead_letter_queue_url: String::new(),
             alerts_topic_arn: String::new(),
             alerts_inbox_url: String::new(),
+            event_bus: format!("{name}-events"),
             windows_table: format!("{name}-windows"),
             ledger_table: format!("{name}-ledger"),
             sdk,
@@ -124,6 +127,12 @@ impl TestStack {
             .context("creating the alerts topic")?
             .topic_arn
             .context("topic without ARN")?;
+        aws_sdk_eventbridge::Client::new(&stack.sdk)
+            .create_event_bus()
+            .name(&stack.event_bus)
+            .send()
+            .await
+            .context("creating the event bus")?;
         let inbox_arn = stack.queue_arn(&stack.alerts_inbox_url).await?;
         sns.subscribe()
             .topic_arn(&stack.alerts_topic_arn)
@@ -282,7 +291,7 @@ impl TestStack {
             output_bucket: self.output_bucket.clone(),
             dead_letter_queue_url: self.dead_letter_queue_url.clone(),
             alerts_topic_arn: self.alerts_topic_arn.clone(),
-            event_bus: Some("default".to_owned()),
+            event_bus: Some(self.event_bus.clone()),
             pipelines_uri: pipelines_uri.to_owned(),
             retention: Duration::from_secs(35 * 86_400),
             max_attempts: 3,
@@ -422,14 +431,61 @@ impl TestStack {
         ))
     }
 
+    /// Routes the alerts of one rule from the stack's EventBridge bus to a new SQS queue,
+    /// as a user would (an EventBridge rule matching `detail.rule`); returns its URL.
+    pub async fn route_rule(&self, rule: &str) -> Result<String> {
+        let name = format!("{}-{rule}", self.event_bus)
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(64)
+            .collect::<String>();
+        let queue_url = self.create_queue(&name).await?;
+        let queue_arn = self.queue_arn(&queue_url).await?;
+        let events = aws_sdk_eventbridge::Client::new(&self.sdk);
+        let pattern = serde_json::json!({"source": ["csvflow"], "detail": {"rule": [rule]}});
+        events
+            .put_rule()
+            .name(&name)
+            .event_bus_name(&self.event_bus)
+            .event_pattern(pattern.to_string())
+            .send()
+            .await
+            .with_context(|| format!("creating EventBridge rule {name}"))?;
+        events
+            .put_targets()
+            .rule(&name)
+            .event_bus_name(&self.event_bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("queue")
+                    .arn(queue_arn)
+                    .build()?,
+            )
+            .send()
+            .await
+            .with_context(|| format!("targeting {name} at its queue"))?;
+        Ok(queue_url)
+    }
+
     /// Alert messages delivered through SNS so far (drains the inbox queue).
     pub async fn delivered_alerts(&self) -> Result<Vec<serde_json::Value>> {
+        self.drain_json(&self.alerts_inbox_url).await
+    }
+
+    /// The JSON bodies of the messages waiting in a queue (deleted once read).
+    pub async fn drain_json(&self, queue_url: &str) -> Result<Vec<serde_json::Value>> {
         let mut alerts = Vec::new();
         loop {
             let out = self
                 .sqs
                 .receive_message()
-                .queue_url(&self.alerts_inbox_url)
+                .queue_url(queue_url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(1)
                 .send()
@@ -442,7 +498,7 @@ impl TestStack {
                 if let Some(handle) = message.receipt_handle() {
                     self.sqs
                         .delete_message()
-                        .queue_url(&self.alerts_inbox_url)
+                        .queue_url(queue_url)
                         .receipt_handle(handle)
                         .send()
                         .await?;

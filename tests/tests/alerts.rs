@@ -67,6 +67,7 @@ async fn a_breach_alerts_exactly_once_despite_duplicates_and_concurrent_files() 
 {
     require_localstack().await?;
     let stack = TestStack::create("alert-once").await?;
+    let routed = stack.route_rule("cross_border_burst").await?;
     let ingest = Arc::new(stack.ingest(PIPELINES).await?);
     // Card A reaches 3 cross-border rows only when both files are in: 2 + 2.
     // Card B has 2 cross-border rows in all: below the threshold, no alert.
@@ -142,6 +143,13 @@ async fn a_breach_alerts_exactly_once_despite_duplicates_and_concurrent_files() 
     let recorded = stack.store().alerts_since("cards", 0).await?;
     assert_eq!(recorded.len(), 1);
     assert_eq!(recorded[0].id, burst["id"].as_str().unwrap_or_default());
+
+    // The same alert, once, on EventBridge, where a rule on `detail.rule` routed it.
+    let events = stack.drain_json(&routed).await?;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["source"], "csvflow");
+    assert_eq!(events[0]["detail-type"], "csvflow alert");
+    assert_eq!(events[0]["detail"], *burst);
     Ok(())
 }
 
@@ -149,6 +157,10 @@ async fn a_breach_alerts_exactly_once_despite_duplicates_and_concurrent_files() 
 async fn row_alerts_fire_once_per_row_and_carry_the_row_as_data() -> anyhow::Result<()> {
     require_localstack().await?;
     let stack = TestStack::create("row-alerts").await?;
+    let (routed_rows, routed_bursts) = (
+        stack.route_rule("very_high_amount").await?,
+        stack.route_rule("cross_border_burst").await?,
+    );
     let ingest = stack.ingest(PIPELINES).await?;
     let body = format!(
         "{HEADER}2026-11-20T09:00:00Z,<script>alert(1)</script>,7250.00,FR,FR\n\
@@ -168,6 +180,16 @@ async fn row_alerts_fire_once_per_row_and_carry_the_row_as_data() -> anyhow::Res
         .collect();
     lines.sort();
     assert_eq!(lines, vec![2, 4], "{alerts:#?}");
+    // EventBridge routes by rule: the row alerts reach their rule's queue only.
+    let mut routed: Vec<i64> = stack
+        .drain_json(&routed_rows)
+        .await?
+        .iter()
+        .filter_map(|e| e["detail"]["line"].as_i64())
+        .collect();
+    routed.sort();
+    assert_eq!(routed, vec![2, 4]);
+    assert!(stack.drain_json(&routed_bursts).await?.is_empty());
     let first = alerts
         .iter()
         .find(|a| a["line"] == 2)
