@@ -51,8 +51,11 @@ fn process_in_parts<'p>(
         return Ok((process(pipeline, input, file)?, 1));
     }
     let mut probe = File::open(path).map_err(io_error)?;
-    let mut head = [0u8; 4];
-    probe.read_exact(&mut head).map_err(io_error)?;
+    let mut head = Vec::with_capacity(4);
+    (&mut probe)
+        .take(4)
+        .read_to_end(&mut head)
+        .map_err(io_error)?;
     if !reader::codec(&head, input.name, pipeline.dialect.compression).is_empty() {
         return Ok((process(pipeline, input, file)?, 1));
     }
@@ -125,7 +128,7 @@ fn process_in_parts<'p>(
         if byte != cut {
             return one_pass();
         }
-        shift += line - 1;
+        shift += line.saturating_sub(1);
         let (part, next) = part.map_err(|e| e.shift_lines(shift))?;
         whole.absorb(part, shift);
         stopped = next;
