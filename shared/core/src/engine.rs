@@ -513,34 +513,54 @@ pub fn process_file<R: Read>(
 
 /// A processed file whose cells are still in the engine's tables: turned into a
 /// [`FileReport`] by `into_report`, or written out directly by `csvflow run` when there is
-/// nothing to merge them with (one input file).
-pub(crate) struct Processed<'p>(Ctx<'p>);
+/// nothing to merge them with (one input file). A file processed in parts
+/// ([`crate::split`]) keeps the later parts' tables beside the first part's until then.
+pub(crate) struct Processed<'p> {
+    ctx: Ctx<'p>,
+    /// The tables of the later parts, in file order (one per aggregate each).
+    later: Vec<Vec<AggTable>>,
+}
 
-impl Processed<'_> {
+impl<'p> Processed<'p> {
+    fn new(ctx: Ctx<'p>) -> Self {
+        Processed {
+            ctx,
+            later: Vec::new(),
+        }
+    }
+
     /// Everything but the cells (bad rows, row alerts, stats, max event time).
     pub(crate) fn report(&self) -> &FileReport {
-        &self.0.report
+        &self.ctx.report
     }
 
     pub(crate) fn into_report(self) -> FileReport {
-        self.0.finish()
+        let Processed { mut ctx, later } = self;
+        for tables in later {
+            for ((agg, mine), theirs) in ctx
+                .pipeline
+                .aggregates
+                .iter()
+                .zip(ctx.tables.iter_mut())
+                .zip(tables)
+            {
+                mine.absorb(agg, theirs);
+            }
+        }
+        ctx.finish()
     }
 
-    /// Merges the part of the same file that follows this one: its cells into these, its
-    /// bad rows and row alerts after these (their lines shifted by `line_shift`, the lines
-    /// before it), its counters added.
+    /// Adds the part of the same file that follows this one: its bad rows and row alerts
+    /// after these (their lines shifted by `line_shift`, the lines before it), its
+    /// counters to these; its cells stay in its own tables until they are read.
     pub(crate) fn absorb(&mut self, later: Processed<'_>, line_shift: u64) {
-        let (ctx, other) = (&mut self.0, later.0);
-        for ((agg, mine), theirs) in ctx
-            .pipeline
-            .aggregates
-            .iter()
-            .zip(ctx.tables.iter_mut())
-            .zip(other.tables)
-        {
-            mine.absorb(agg, theirs);
-        }
-        let (report, mut more) = (&mut ctx.report, other.report);
+        let Processed {
+            ctx: other,
+            later: more_tables,
+        } = later;
+        self.later.push(other.tables);
+        self.later.extend(more_tables);
+        let (report, mut more) = (&mut self.ctx.report, other.report);
         for b in &mut more.bad_rows {
             b.line += line_shift;
         }
@@ -561,47 +581,117 @@ impl Processed<'_> {
     }
 
     /// Writes the cells of the pipeline's aggregate `agg` as [`crate::write_windows`] would
-    /// (CSV), straight from the tables; returns the number of cells, or `None` (nothing
-    /// written) for session windows, which take the general path.
+    /// (CSV), straight from the tables (the parts' cells of one window merged as they are
+    /// written); returns the number of cells, or `None` (nothing written) for session
+    /// windows, which take the general path.
     pub(crate) fn write_csv<W: std::io::Write>(
         &self,
         agg: usize,
         out: W,
     ) -> Option<std::io::Result<u64>> {
-        let ctx = &self.0;
-        let (a, table) = (ctx.pipeline.aggregates.get(agg)?, ctx.tables.get(agg)?);
+        let a = self.ctx.pipeline.aggregates.get(agg)?;
         if a.window.is_session() {
             return None;
         }
-        let f = &table.fixed;
-        let m = a.metrics.len();
-        let write = || {
-            let mut w = crate::output::CsvWindows::new(a, out)?;
-            let mut cells = Vec::new();
-            let mut values = Vec::new();
-            for g in table.groups_in_order() {
-                let Some(gc) = f.groups.get(g as usize) else {
-                    continue;
-                };
-                let key = &table.group_list[g as usize].key;
-                gc.by_start(&mut cells);
-                // The group's cells lie far apart in the arena: reading all their values
-                // first, in a tight loop, overlaps the cache misses that would otherwise
-                // stall one cell at a time between CSV writes.
-                values.clear();
-                for &(_, id) in &cells {
-                    values.extend(f.accs(id).iter().map(Acc::val));
-                }
-                for (i, &(start, _)) in cells.iter().enumerate() {
-                    let end = start.saturating_add(a.window.size_ms());
-                    w.cell_values(key, start, end, &values[i * m..i * m + m])?;
-                }
-            }
-            w.finish()?;
-            Ok(f.count() as u64)
-        };
-        Some(write())
+        let mut tables = vec![self.ctx.tables.get(agg)?];
+        for part in &self.later {
+            tables.push(part.get(agg)?);
+        }
+        Some(write_fixed_csv(a, &tables, out))
     }
+}
+
+/// Where a window's accumulators are: in a table's arena, or merged from several parts.
+#[derive(Clone, Copy)]
+enum CellSource {
+    /// (table, cell id)
+    Table(usize, u32),
+    /// Offset in the group's merged accumulators.
+    Merged(usize),
+}
+
+/// Writes the fixed-window cells of `tables` (one aggregate; the parts of one file) as
+/// CSV in output order: groups by key, then windows by start.
+fn write_fixed_csv<W: std::io::Write>(
+    a: &crate::definition::Aggregate,
+    tables: &[&AggTable],
+    out: W,
+) -> std::io::Result<u64> {
+    let m = a.metrics.len();
+    let mut w = crate::output::CsvWindows::new(a, out)?;
+    // Every (table, group), in key order; a key found in several parts is one run.
+    let mut groups: Vec<(usize, u32)> = Vec::new();
+    for (t, table) in tables.iter().enumerate() {
+        groups.extend(table.groups_in_order().into_iter().map(|g| (t, g)));
+    }
+    let key = |&(t, g): &(usize, u32)| &tables[t].group_list[g as usize].key;
+    if tables.len() > 1 {
+        groups.sort_by(|x, y| key(x).cmp(key(y)).then(x.0.cmp(&y.0)));
+    }
+    let (mut cells, mut sources, mut merged) = (Vec::new(), Vec::new(), Vec::<Acc>::new());
+    let mut count = 0u64;
+    let mut run = 0;
+    while run < groups.len() {
+        let mut end = run + 1;
+        while end < groups.len() && key(&groups[end]) == key(&groups[run]) {
+            end += 1;
+        }
+        // (start, table, id) of the key's cells, by start; equal starts merge.
+        cells.clear();
+        let mut one = Vec::new();
+        for &(t, g) in &groups[run..end] {
+            if let Some(gc) = tables[t].fixed.groups.get(g as usize) {
+                gc.by_start(&mut one);
+                cells.extend(one.iter().map(|&(start, id)| (start, t, id)));
+            }
+        }
+        if end - run > 1 {
+            cells.sort_by_key(|&(start, t, _)| (start, t));
+        }
+        sources.clear();
+        merged.clear();
+        let mut i = 0;
+        while i < cells.len() {
+            let (start, t, id) = cells[i];
+            let mut j = i + 1;
+            while j < cells.len() && cells[j].0 == start {
+                j += 1;
+            }
+            if j == i + 1 {
+                sources.push((start, CellSource::Table(t, id)));
+            } else {
+                let at = merged.len();
+                merged.extend_from_slice(tables[t].fixed.accs(id));
+                for &(_, t2, id2) in &cells[i + 1..j] {
+                    for (x, y) in merged[at..].iter_mut().zip(tables[t2].fixed.accs(id2)) {
+                        x.merge(y);
+                    }
+                }
+                sources.push((start, CellSource::Merged(at)));
+            }
+            i = j;
+        }
+        // The cells lie far apart in the arenas: reading all their values first, in a
+        // tight loop, overlaps the cache misses that would otherwise stall one cell at a
+        // time between CSV writes.
+        let mut values = Vec::with_capacity(sources.len() * m);
+        for &(_, src) in &sources {
+            let accs = match src {
+                CellSource::Table(t, id) => tables[t].fixed.accs(id),
+                CellSource::Merged(at) => &merged[at..at + m],
+            };
+            values.extend(accs.iter().map(Acc::val));
+        }
+        let group_key = key(&groups[run]);
+        for (i, &(start, _)) in sources.iter().enumerate() {
+            let end = start.saturating_add(a.window.size_ms());
+            w.cell_values(group_key, start, end, &values[i * m..i * m + m])?;
+        }
+        count += sources.len() as u64;
+        run = end;
+    }
+    w.finish()?;
+    Ok(count)
 }
 
 pub(crate) fn process<'p, R: Read>(
@@ -695,7 +785,7 @@ pub(crate) fn process_part<'p, R: Read>(
             Some(names) => names,
             None => {
                 ctx.report.stats.bytes = bytes_read(&rdr, &ctx);
-                return Ok((Processed(ctx), None));
+                return Ok((Processed::new(ctx), None));
             }
         },
     };
@@ -718,13 +808,13 @@ pub(crate) fn process_part<'p, R: Read>(
             if byte >= stop {
                 ctx.report.stats.bytes = byte - part.start;
                 let line = pos.line();
-                return Ok((Processed(ctx), Some(Boundary { byte, line })));
+                return Ok((Processed::new(ctx), Some(Boundary { byte, line })));
             }
         }
         ctx.row(&rec)?;
     }
     ctx.report.stats.bytes = bytes_read(&rdr, &ctx);
-    Ok((Processed(ctx), None))
+    Ok((Processed::new(ctx), None))
 }
 
 /// The file's column names: its header (`None` for an empty file), or those the

@@ -287,7 +287,14 @@ row = "amount > 900"
                 name: "f.csv",
                 watermark_ms: Some(1_795_132_800_000 + 3_600_000),
             };
-            let one = process(p, input, &bytes[..]).unwrap().into_report();
+            let one_pass = process(p, input, &bytes[..]).unwrap();
+            let csv_of = |processed: &Processed<'_>, agg: usize| {
+                let mut out = Vec::new();
+                processed.write_csv(agg, &mut out).unwrap().unwrap();
+                String::from_utf8(out).unwrap()
+            };
+            let one_csv = [csv_of(&one_pass, 0), csv_of(&one_pass, 1)];
+            let one = one_pass.into_report();
             assert!(one.stats.bad > 50 && one.stats.late > 50, "{:?}", one.stats);
             assert!(!one.row_alerts.is_empty());
             for threads in [2, 3, 5, 16] {
@@ -296,6 +303,9 @@ row = "amount > 900"
                     let (parts, n) =
                         process_in_parts(p, input, file, &path, threads, min_part).unwrap();
                     let what = format!("seed {seed}, {threads} threads, {n} parts");
+                    // Written straight from the parts' tables (tumbling, hopping) ...
+                    assert_eq!(one_csv, [csv_of(&parts, 0), csv_of(&parts, 1)], "{what}");
+                    // ... and merged into one report.
                     assert_same(&one, &parts.into_report(), &what);
                     merged.push(n);
                 }
