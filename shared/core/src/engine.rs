@@ -601,6 +601,57 @@ impl<'p> Processed<'p> {
     }
 }
 
+/// Writes the fixed-window cells of `tables` (one aggregate; the parts of one file) as
+/// CSV in output order: groups by key, then windows by start. Parts were processed on
+/// several threads: the second half of the groups is then written out on another.
+fn write_fixed_csv<W: std::io::Write>(
+    a: &crate::definition::Aggregate,
+    tables: &[&AggTable],
+    out: W,
+) -> std::io::Result<u64> {
+    let mut w = crate::output::CsvWindows::new(a, out)?;
+    // Every (table, group), in key order; a key found in several parts is one run.
+    let mut groups: Vec<(usize, u32)> = Vec::new();
+    for (t, table) in tables.iter().enumerate() {
+        groups.extend(table.groups_in_order().into_iter().map(|g| (t, g)));
+    }
+    let key = |&(t, g): &(usize, u32)| &tables[t].group_list[g as usize].key;
+    if tables.len() == 1 {
+        let count = write_groups(a, tables, &groups, &mut w)?;
+        w.finish()?;
+        return Ok(count);
+    }
+    groups.sort_by(|x, y| key(x).cmp(key(y)).then(x.0.cmp(&y.0)));
+    let mut half = groups.len() / 2;
+    while half > 0 && half < groups.len() && key(&groups[half]) == key(&groups[half - 1]) {
+        half += 1;
+    }
+    let (first, second) = groups.split_at(half);
+    let write_second = || -> std::io::Result<(u64, Vec<u8>)> {
+        let mut lines = Vec::new();
+        let mut w2 = crate::output::CsvWindows::without_header(a, &mut lines);
+        let n = write_groups(a, tables, second, &mut w2)?;
+        w2.finish()?;
+        Ok((n, lines))
+    };
+    let (count, rest) = std::thread::scope(|scope| {
+        let later = std::thread::Builder::new().spawn_scoped(scope, write_second);
+        let count = write_groups(a, tables, first, &mut w);
+        let rest = match later {
+            Ok(handle) => handle
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("an output thread panicked"))),
+            // No second thread: the second half on this one.
+            Err(_) => write_second(),
+        };
+        (count, rest)
+    });
+    let (count, (more, lines)) = (count?, rest?);
+    w.lines(&lines)?;
+    w.finish()?;
+    Ok(count + more)
+}
+
 /// Where a window's accumulators are: in a table's arena, or merged from several parts.
 #[derive(Clone, Copy)]
 enum CellSource {
@@ -610,25 +661,18 @@ enum CellSource {
     Merged(usize),
 }
 
-/// Writes the fixed-window cells of `tables` (one aggregate; the parts of one file) as
-/// CSV in output order: groups by key, then windows by start.
-fn write_fixed_csv<W: std::io::Write>(
+/// Writes the cells of `groups` ((table, group) in output order, equal keys adjacent);
+/// returns the number of windows written.
+fn write_groups<W: std::io::Write>(
     a: &crate::definition::Aggregate,
     tables: &[&AggTable],
-    out: W,
+    groups: &[(usize, u32)],
+    w: &mut crate::output::CsvWindows<'_, W>,
 ) -> std::io::Result<u64> {
     let m = a.metrics.len();
-    let mut w = crate::output::CsvWindows::new(a, out)?;
-    // Every (table, group), in key order; a key found in several parts is one run.
-    let mut groups: Vec<(usize, u32)> = Vec::new();
-    for (t, table) in tables.iter().enumerate() {
-        groups.extend(table.groups_in_order().into_iter().map(|g| (t, g)));
-    }
     let key = |&(t, g): &(usize, u32)| &tables[t].group_list[g as usize].key;
-    if tables.len() > 1 {
-        groups.sort_by(|x, y| key(x).cmp(key(y)).then(x.0.cmp(&y.0)));
-    }
-    let (mut cells, mut sources, mut merged) = (Vec::new(), Vec::new(), Vec::<Acc>::new());
+    let (mut cells, mut one, mut sources) = (Vec::new(), Vec::new(), Vec::new());
+    let mut merged = Vec::<Acc>::new();
     let mut count = 0u64;
     let mut run = 0;
     while run < groups.len() {
@@ -638,7 +682,6 @@ fn write_fixed_csv<W: std::io::Write>(
         }
         // (start, table, id) of the key's cells, by start; equal starts merge.
         cells.clear();
-        let mut one = Vec::new();
         for &(t, g) in &groups[run..end] {
             if let Some(gc) = tables[t].fixed.groups.get(g as usize) {
                 gc.by_start(&mut one);
@@ -690,7 +733,6 @@ fn write_fixed_csv<W: std::io::Write>(
         count += sources.len() as u64;
         run = end;
     }
-    w.finish()?;
     Ok(count)
 }
 

@@ -114,12 +114,7 @@ const MAX_BOUNDS: usize = 4096;
 impl<'a, W: Write> CsvWindows<'a, W> {
     /// Writes the header.
     pub(crate) fn new(agg: &'a Aggregate, out: W) -> io::Result<Self> {
-        let mut w = CsvWindows {
-            agg,
-            out,
-            buf: Vec::with_capacity(BLOCK + 4096),
-            bounds: FxHashMap::default(),
-        };
+        let mut w = Self::without_header(agg, out);
         let names = agg.group_by().iter().map(String::as_str);
         let names = names.chain(["window_start", "window_end"]);
         for (i, name) in names.chain(agg.output_names()).enumerate() {
@@ -130,6 +125,23 @@ impl<'a, W: Write> CsvWindows<'a, W> {
         }
         w.end_line()?;
         Ok(w)
+    }
+
+    /// Lines to follow another writer's (no header).
+    pub(crate) fn without_header(agg: &'a Aggregate, out: W) -> Self {
+        CsvWindows {
+            agg,
+            out,
+            buf: Vec::with_capacity(BLOCK + 4096),
+            bounds: FxHashMap::default(),
+        }
+    }
+
+    /// Appends whole lines written elsewhere (by a writer made `without_header`).
+    pub(crate) fn lines(&mut self, lines: &[u8]) -> io::Result<()> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        self.out.write_all(lines)
     }
 
     /// Writes one cell: group values, window bounds, each metric's value, then the
