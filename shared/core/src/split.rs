@@ -44,11 +44,12 @@ fn process_in_parts<'p>(
         file: input.name.to_string(),
         source,
     };
+    let one_pass = |f: File| Ok((process(pipeline, input, f)?, 1));
     let meta = file.metadata().map_err(io_error)?;
     let len = meta.len();
     let parts = (threads as u64).min(len / min_part_bytes.max(1));
     if parts < 2 || !meta.is_file() {
-        return Ok((process(pipeline, input, file)?, 1));
+        return one_pass(file);
     }
     let mut probe = File::open(path).map_err(io_error)?;
     let mut head = Vec::with_capacity(4);
@@ -57,7 +58,7 @@ fn process_in_parts<'p>(
         .read_to_end(&mut head)
         .map_err(io_error)?;
     if !reader::codec(&head, input.name, pipeline.dialect.compression).is_empty() {
-        return Ok((process(pipeline, input, file)?, 1));
+        return one_pass(file);
     }
     let cuts = cuts(&mut probe, len, parts).map_err(io_error)?;
     let names = {
@@ -65,11 +66,11 @@ fn process_in_parts<'p>(
         let mut rdr = reader_builder(&pipeline.dialect).from_reader(skip_bom(probe, input)?.0);
         match column_names(pipeline, &mut rdr, &mut csv::ByteRecord::new(), input.name)? {
             Some(names) => names,
-            None => return Ok((process(pipeline, input, file)?, 1)),
+            None => return one_pass(file),
         }
     };
 
-    let results = std::thread::scope(|scope| {
+    let (first, later) = std::thread::scope(|scope| {
         let later: Vec<_> = cuts
             .iter()
             .enumerate()
@@ -112,22 +113,14 @@ fn process_in_parts<'p>(
         (first, later)
     });
 
-    let (first, later) = results;
-    let one_pass = || {
-        Ok((
-            process(pipeline, input, File::open(path).map_err(io_error)?)?,
-            1,
-        ))
-    };
     let (mut whole, mut stopped) = first?;
     let mut shift = 0;
     for (&cut, part) in cuts.iter().zip(later) {
-        let (Some(Boundary { byte, line }), Some(part)) = (stopped, part) else {
-            return one_pass();
+        // The part before stopped exactly at the cut, and this part's thread ran.
+        let (line, part) = match (stopped, part) {
+            (Some(Boundary { byte, line }), Some(part)) if byte == cut => (line, part),
+            _ => return one_pass(File::open(path).map_err(io_error)?),
         };
-        if byte != cut {
-            return one_pass();
-        }
         shift += line.saturating_sub(1);
         let (part, next) = part.map_err(|e| e.shift_lines(shift))?;
         whole.absorb(part, shift);
@@ -338,6 +331,16 @@ row = "amount > 900"
             name: "f.csv",
             watermark_ms: None,
         };
+        // The same file with `quarantine`: the cuts hold (4 parts), and the row's line is
+        // the file's.
+        let kept = Catalog::from_toml(DEF).unwrap();
+        let file = File::open(&path).unwrap();
+        let (parts, n) =
+            process_in_parts(&kept.pipelines()[0], input, file, &path, 4, 2048).unwrap();
+        assert_eq!(n, 4);
+        let lines: Vec<u64> = parts.report().bad_rows.iter().map(|b| b.line).collect();
+        assert_eq!(lines, [3003]);
+        // With `fail`, the last part's error names that line too.
         let file = File::open(&path).unwrap();
         let e = process_in_parts(p, input, file, &path, 4, 2048)
             .err()
