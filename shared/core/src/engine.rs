@@ -15,8 +15,9 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
+use crate::cells::{FixedCells, GroupRef};
 use crate::definition::{BadRowPolicy, Dialect, LatePolicy, Pipeline};
-use crate::metrics::{update_accs, Acc, CellState, MetricSpec};
+use crate::metrics::{Acc, CellState, MetricSpec};
 use crate::reader;
 use crate::types::{
     parse_bool_bytes, parse_float_bytes, parse_int_bytes, ColumnType, TimeParser, Val,
@@ -174,47 +175,6 @@ struct Group {
     sessions: BTreeMap<i64, CellState>,
 }
 
-/// What a group-key lookup finds: the group and, for fixed windows, where its cells stand.
-/// Rows mostly arrive in time order, so the next row of a group usually lands in the cell
-/// it touched last (no second lookup), or else in a new window after all of its cells (no
-/// lookup either): both are decided from this entry alone.
-#[derive(Clone, Copy)]
-struct GroupRef {
-    g: u32,
-    /// The cell the group touched last ([`NO_CELL`] before the first) and its start.
-    last_cell: u32,
-    last_start: i64,
-    /// The latest window start among the group's cells (`i64::MIN` when none).
-    newest_start: i64,
-    /// The group's cells were created in window order (see [`FixedCells::cell`]).
-    ordered: bool,
-}
-
-/// `GroupRef::last_cell` of a group without cells.
-const NO_CELL: u32 = u32::MAX;
-
-impl GroupRef {
-    fn new(g: u32) -> Self {
-        GroupRef {
-            g,
-            last_cell: NO_CELL,
-            last_start: i64::MIN,
-            newest_start: i64::MIN,
-            ordered: true,
-        }
-    }
-}
-
-/// A fixed-window cell while a file is processed; its accumulators live in the table's
-/// arena at `cell * metrics`.
-struct Head {
-    reopened: bool,
-    start: i64,
-    first_event_ms: i64,
-    last_event_ms: i64,
-    rows: u64,
-}
-
 /// Cells of one aggregate while a file is processed: groups found by their key's raw
 /// bytes (borrowed lookup, allocation only for a new group), fixed-window cells found by
 /// (group, window start) and stored in two arenas by cell id, heads and accumulators (no
@@ -232,37 +192,6 @@ struct GroupIndex {
     /// Keys of at most 15 bytes packed into an integer (no byte comparison on lookup).
     small: FxHashMap<u128, GroupRef>,
     groups: FxHashMap<Box<[u8]>, GroupRef>,
-}
-
-struct FixedCells {
-    /// (group, window start) -> cell id, for unordered groups.
-    slots: FxHashMap<(u32, i64), u32>,
-    /// Each group's cells, by group index.
-    groups: Vec<GroupCells>,
-    /// Cell heads by cell id (ids in creation order).
-    heads: Vec<Head>,
-    /// Accumulators, `metrics` per cell, by cell id.
-    accs: Vec<Acc>,
-    /// A fresh cell's accumulators.
-    empty: Vec<Acc>,
-}
-
-#[derive(Default)]
-struct GroupCells {
-    /// (window start, cell id) of the group's cells, in creation order.
-    cells: Vec<(i64, u32)>,
-}
-
-impl GroupCells {
-    /// The group's (window start, cell id) by window start (creation order is time order,
-    /// so usually as is).
-    fn by_start(&self, out: &mut Vec<(i64, u32)>) {
-        out.clear();
-        out.extend_from_slice(&self.cells);
-        if !out.is_sorted_by_key(|c| c.0) {
-            out.sort_unstable_by_key(|c| c.0);
-        }
-    }
 }
 
 /// A group key of at most 15 bytes as one integer: the bytes, zero padded, and the length
@@ -304,13 +233,7 @@ impl AggTable {
         AggTable {
             index: GroupIndex::default(),
             group_list: Vec::new(),
-            fixed: FixedCells {
-                slots: FxHashMap::default(),
-                groups: Vec::new(),
-                heads: Vec::new(),
-                accs: Vec::new(),
-                empty: metrics.iter().map(MetricSpec::new_acc).collect(),
-            },
+            fixed: FixedCells::new(metrics),
         }
     }
 
@@ -337,10 +260,9 @@ impl AggTable {
                     }
                 }
                 _ => {
-                    let Some(cells) = other.fixed.groups.get(gb) else {
-                        continue;
-                    };
-                    for &(start, id) in &cells.cells {
+                    let mut cells = Vec::new();
+                    other.fixed.by_start(gb as u32, &mut cells);
+                    for (start, id) in cells {
                         let cell = self.fixed.cell(r, start);
                         self.fixed.merge_cell(cell, &other.fixed, id);
                     }
@@ -364,122 +286,6 @@ impl GroupIndex {
             Some(k) => self.small.entry(k).or_insert(r),
             None => self.groups.entry(key.into()).or_insert(r),
         }
-    }
-}
-
-impl FixedCells {
-    /// The id of the fixed-window cell (r's group, start), created empty if new; `r`
-    /// remembers it as the group's last cell.
-    ///
-    /// While a group's cells arrive in window order (time-ordered data), a window after
-    /// all of them is new (decided from `r` alone) and an earlier one is found by a binary
-    /// search of the group's own list; a group whose cells arrive out of order moves to
-    /// the (group, start) hash map.
-    #[inline]
-    fn cell(&mut self, r: &mut GroupRef, start: i64) -> u32 {
-        if start == r.last_start && r.last_cell != NO_CELL {
-            return r.last_cell;
-        }
-        let id = if r.ordered && start > r.newest_start {
-            r.newest_start = start;
-            self.push(r.g, start)
-        } else {
-            self.find_or_push(r, start)
-        };
-        r.last_start = start;
-        r.last_cell = id;
-        id
-    }
-
-    /// [`Self::cell`] for a window at or before the group's newest one, or of an
-    /// unordered group.
-    fn find_or_push(&mut self, r: &mut GroupRef, start: i64) -> u32 {
-        let g = r.g;
-        if r.ordered {
-            let cells = self.groups.get(g as usize).map_or(&[][..], |gc| &gc.cells);
-            match cells.binary_search_by_key(&start, |c| c.0) {
-                Ok(i) => return cells[i].1,
-                Err(_) => {
-                    r.ordered = false;
-                    for &(s, id) in cells {
-                        self.slots.insert((g, s), id);
-                    }
-                }
-            }
-        }
-        match self.slots.get(&(g, start)) {
-            Some(&id) => id,
-            None => {
-                let id = self.push(g, start);
-                self.slots.insert((g, start), id);
-                id
-            }
-        }
-    }
-
-    /// Appends an empty cell (g, start) to the arenas and to its group; returns its id.
-    fn push(&mut self, g: u32, start: i64) -> u32 {
-        let id = self.heads.len() as u32;
-        self.heads.push(Head {
-            reopened: false,
-            start,
-            first_event_ms: i64::MAX,
-            last_event_ms: i64::MIN,
-            rows: 0,
-        });
-        self.accs.extend_from_slice(&self.empty);
-        if self.groups.len() <= g as usize {
-            self.groups.resize_with(g as usize + 1, GroupCells::default);
-        }
-        self.groups[g as usize].cells.push((start, id));
-        id
-    }
-
-    /// Merges cell `id` of `other` into cell `cell`.
-    fn merge_cell(&mut self, cell: u32, other: &FixedCells, id: u32) {
-        let (h, o) = (&mut self.heads[cell as usize], &other.heads[id as usize]);
-        h.rows += o.rows;
-        h.first_event_ms = h.first_event_ms.min(o.first_event_ms);
-        h.last_event_ms = h.last_event_ms.max(o.last_event_ms);
-        h.reopened |= o.reopened;
-        let m = self.empty.len();
-        let at = cell as usize * m;
-        for (a, b) in self.accs[at..at + m].iter_mut().zip(other.accs(id)) {
-            a.merge(b);
-        }
-    }
-
-    /// The number of cells.
-    fn count(&self) -> usize {
-        self.heads.len()
-    }
-
-    /// A cell's accumulators.
-    fn accs(&self, cell: u32) -> &[Acc] {
-        let m = self.empty.len();
-        let at = cell as usize * m;
-        &self.accs[at..at + m]
-    }
-
-    /// Adds a row to the fixed-window cell `cell`.
-    #[inline]
-    fn update(
-        &mut self,
-        cell: u32,
-        metrics: &[MetricSpec],
-        row: &[Val<'_>],
-        ts: i64,
-        reopened: bool,
-        scratch: &mut String,
-    ) {
-        let h = &mut self.heads[cell as usize];
-        h.rows += 1;
-        h.first_event_ms = h.first_event_ms.min(ts);
-        h.last_event_ms = h.last_event_ms.max(ts);
-        h.reopened |= reopened;
-        let m = metrics.len();
-        let at = cell as usize * m;
-        update_accs(&mut self.accs[at..at + m], metrics, row, ts, scratch);
     }
 }
 
@@ -683,10 +489,8 @@ fn write_groups<W: std::io::Write>(
         // (start, table, id) of the key's cells, by start; equal starts merge.
         cells.clear();
         for &(t, g) in &groups[run..end] {
-            if let Some(gc) = tables[t].fixed.groups.get(g as usize) {
-                gc.by_start(&mut one);
-                cells.extend(one.iter().map(|&(start, id)| (start, t, id)));
-            }
+            tables[t].fixed.by_start(g, &mut one);
+            cells.extend(one.iter().map(|&(start, id)| (start, t, id)));
         }
         if end - run > 1 {
             cells.sort_by_key(|&(start, t, _)| (start, t));
@@ -704,12 +508,11 @@ fn write_groups<W: std::io::Write>(
                 sources.push((start, CellSource::Table(t, id)));
             } else {
                 let at = merged.len();
-                merged.extend_from_slice(tables[t].fixed.accs(id));
+                let mut state = tables[t].fixed.cell_state(id);
                 for &(_, t2, id2) in &cells[i + 1..j] {
-                    for (x, y) in merged[at..].iter_mut().zip(tables[t2].fixed.accs(id2)) {
-                        x.merge(y);
-                    }
+                    state.merge(&tables[t2].fixed.cell_state(id2));
                 }
+                merged.append(&mut state.accs);
                 sources.push((start, CellSource::Merged(at)));
             }
             i = j;
@@ -719,11 +522,12 @@ fn write_groups<W: std::io::Write>(
         // time between CSV writes.
         let mut values = Vec::with_capacity(sources.len() * m);
         for &(_, src) in &sources {
-            let accs = match src {
-                CellSource::Table(t, id) => tables[t].fixed.accs(id),
-                CellSource::Merged(at) => &merged[at..at + m],
-            };
-            values.extend(accs.iter().map(Acc::val));
+            match src {
+                CellSource::Table(t, id) => {
+                    values.extend((0..m).map(|i| tables[t].fixed.value(id, i)))
+                }
+                CellSource::Merged(at) => values.extend(merged[at..at + m].iter().map(Acc::val)),
+            }
         }
         let group_key = key(&groups[run]);
         for (i, &(start, _)) in sources.iter().enumerate() {
@@ -1230,22 +1034,11 @@ impl Ctx<'_> {
                     let f = &table.fixed;
                     let mut ids = Vec::new();
                     for g in table.groups_in_order() {
-                        let Some(gc) = f.groups.get(g as usize) else {
-                            continue;
-                        };
                         let grp = &table.group_list[g as usize];
-                        gc.by_start(&mut ids);
-                        for &(_, id) in &ids {
-                            let h = &f.heads[id as usize];
-                            let cell = CellState {
-                                accs: f.accs(id).to_vec(),
-                                reopened: h.reopened,
-                                first_event_ms: h.first_event_ms,
-                                last_event_ms: h.last_event_ms,
-                                rows: h.rows,
-                            };
-                            let end = h.start.saturating_add(size_ms);
-                            cells.push((key(grp, h.start, end), cell));
+                        f.by_start(g, &mut ids);
+                        for &(start, id) in &ids {
+                            let end = start.saturating_add(size_ms);
+                            cells.push((key(grp, start, end), f.cell_state(id)));
                         }
                     }
                 }

@@ -321,7 +321,7 @@ pub enum Acc {
 impl Acc {
     /// Adds one (non-count) value observed at event time `ts`.
     #[inline]
-    fn add(&mut self, v: &Val<'_>, ts: i64, scratch: &mut String) {
+    pub(crate) fn add(&mut self, v: &Val<'_>, ts: i64, scratch: &mut String) {
         if matches!(v, Val::Null) {
             return;
         }

@@ -1,0 +1,598 @@
+//! Fixed-window cells of one aggregate while a file is processed, in a compact layout:
+//! each cell is a run of machine words (its head, then its numeric accumulators inline),
+//! so a row touches one or two cache lines and a new cell is one short append. The other
+//! accumulators (strings, first/last, distinct, quantiles) stay `Acc`s in a side arena.
+//!
+//! Cells are found through their group's [`GroupRef`]; each cell links to the group's
+//! previous cell, so a group's cells are read back without a list per group.
+
+use rustc_hash::FxHashMap;
+
+use crate::expr::Type;
+use crate::metrics::{Acc, CellState, FloatSum, MetricFunc, MetricSpec, Scalar};
+use crate::types::Val;
+
+/// No cell (a group without cells, the end of a group's chain).
+pub(crate) const NO_CELL: u32 = u32::MAX;
+
+/// Head words of every cell.
+const START: usize = 0;
+const ROWS: usize = 1;
+const FIRST_EVENT: usize = 2;
+const LAST_EVENT: usize = 3;
+/// The group's previous cell (low 32 bits) and the reopened flag (bit 32).
+const LINK: usize = 4;
+const HEAD_WORDS: usize = 5;
+const REOPENED: u64 = 1 << 32;
+
+/// How far back a group's chain is walked to find an earlier window before the group is
+/// indexed by (group, start) instead.
+const MAX_WALK: usize = 8;
+
+/// Where a group stands among its cells: the lookup of a group key finds it. Rows mostly
+/// arrive in time order, so the next row of a group usually lands in the cell it touched
+/// last, or else in a new window after all of its cells: both decided from this alone.
+#[derive(Clone, Copy)]
+pub(crate) struct GroupRef {
+    pub g: u32,
+    /// The cell the group touched last ([`NO_CELL`] before the first) and its start.
+    last_cell: u32,
+    last_start: i64,
+    /// The latest window start among the group's cells (`i64::MIN` when none).
+    newest_start: i64,
+    /// The group's cells were created in window order (see [`FixedCells::cell`]).
+    ordered: bool,
+}
+
+impl GroupRef {
+    pub fn new(g: u32) -> Self {
+        GroupRef {
+            g,
+            last_cell: NO_CELL,
+            last_start: i64::MIN,
+            newest_start: i64::MIN,
+            ordered: true,
+        }
+    }
+}
+
+/// Where one metric's partial lives in a cell.
+#[derive(Clone, Copy, Debug)]
+enum Slot {
+    /// `count()` / `count_if(..)`: one word.
+    Count(usize),
+    /// `sum` of ints: i128 (two words), then the count of values.
+    SumInt(usize),
+    /// `sum` / `avg` of floats: a [`FloatSum`] in four words.
+    Float(usize),
+    /// `min` / `max` of numbers or timestamps: a has-value word, then the value's bits.
+    Extreme(usize, Number),
+    /// Any other accumulator: its index among the cell's `Acc`s in the side arena.
+    Other(usize),
+}
+
+/// The kind of value a `min` / `max` slot holds.
+#[derive(Clone, Copy, Debug)]
+enum Number {
+    Int,
+    Float,
+    Ts,
+}
+
+impl Number {
+    fn of(ty: Type) -> Option<Number> {
+        match ty {
+            Type::Int => Some(Number::Int),
+            Type::Float => Some(Number::Float),
+            Type::Ts => Some(Number::Ts),
+            _ => None,
+        }
+    }
+
+    /// A value's bits in this slot's kind (`None` for a value of another kind).
+    fn bits(self, v: &Val<'_>) -> Option<u64> {
+        match (self, v) {
+            (Number::Int, Val::Int(i)) | (Number::Ts, Val::Ts(i)) => Some(*i as u64),
+            (Number::Float, v) => v.as_f64().map(f64::to_bits),
+            _ => None,
+        }
+    }
+
+    fn order(self, a: u64, b: u64) -> std::cmp::Ordering {
+        match self {
+            Number::Int | Number::Ts => (a as i64).cmp(&(b as i64)),
+            Number::Float => f64::from_bits(a).total_cmp(&f64::from_bits(b)),
+        }
+    }
+
+    fn scalar(self, bits: u64) -> Scalar {
+        match self {
+            Number::Int => Scalar::Int(bits as i64),
+            Number::Ts => Scalar::Ts(bits as i64),
+            Number::Float => Scalar::Float(f64::from_bits(bits)),
+        }
+    }
+}
+
+/// The cells of one aggregate: `stride` words per cell by cell id (ids in creation order),
+/// and `others.len()` side accumulators per cell.
+pub(crate) struct FixedCells {
+    slots: Vec<Slot>,
+    /// Each metric's function (in metric order, like `slots`).
+    funcs: Vec<MetricFunc>,
+    stride: usize,
+    words: Vec<u64>,
+    /// A fresh cell's side accumulators.
+    others: Vec<Acc>,
+    other_accs: Vec<Acc>,
+    /// Each group's newest cell (the head of its chain), by group index.
+    newest: Vec<u32>,
+    /// (group, window start) -> cell id, for groups whose cells arrived out of order.
+    unordered: FxHashMap<(u32, i64), u32>,
+}
+
+impl FixedCells {
+    pub fn new(metrics: &[MetricSpec]) -> Self {
+        let (mut slots, mut others, mut at) = (Vec::new(), Vec::new(), HEAD_WORDS);
+        for m in metrics {
+            let (slot, words) = match (m.func, Number::of(m.out_ty)) {
+                (MetricFunc::Count | MetricFunc::CountIf, _) => (Slot::Count(at), 1),
+                (MetricFunc::Sum, Some(Number::Int)) => (Slot::SumInt(at), 3),
+                (MetricFunc::Sum, Some(Number::Float)) | (MetricFunc::Avg, _) => {
+                    (Slot::Float(at), 4)
+                }
+                (MetricFunc::Min | MetricFunc::Max, Some(n)) => (Slot::Extreme(at, n), 2),
+                _ => {
+                    others.push(m.new_acc());
+                    (Slot::Other(others.len() - 1), 0)
+                }
+            };
+            slots.push(slot);
+            at += words;
+        }
+        FixedCells {
+            slots,
+            funcs: metrics.iter().map(|m| m.func).collect(),
+            stride: at,
+            words: Vec::new(),
+            others,
+            other_accs: Vec::new(),
+            newest: Vec::new(),
+            unordered: FxHashMap::default(),
+        }
+    }
+
+    /// The number of cells.
+    pub fn count(&self) -> usize {
+        self.words.len() / self.stride
+    }
+
+    fn cell_words(&self, cell: u32) -> &[u64] {
+        let at = cell as usize * self.stride;
+        &self.words[at..at + self.stride]
+    }
+
+    fn cell_others(&self, cell: u32) -> &[Acc] {
+        let n = self.others.len();
+        let at = cell as usize * n;
+        &self.other_accs[at..at + n]
+    }
+
+    /// A cell's window start.
+    pub fn start(&self, cell: u32) -> i64 {
+        self.words[cell as usize * self.stride + START] as i64
+    }
+
+    /// The id of the cell (r's group, start), created empty if new; `r` remembers it as
+    /// the group's last cell.
+    ///
+    /// While a group's cells arrive in window order (time-ordered data), a window after
+    /// all of them is new (decided from `r` alone) and an earlier one is found a few steps
+    /// back along the group's chain; a group whose cells arrive out of order moves to the
+    /// (group, start) hash map.
+    #[inline]
+    pub fn cell(&mut self, r: &mut GroupRef, start: i64) -> u32 {
+        if start == r.last_start && r.last_cell != NO_CELL {
+            return r.last_cell;
+        }
+        let id = if r.ordered && start > r.newest_start {
+            r.newest_start = start;
+            self.push(r.g, start)
+        } else {
+            self.find_or_push(r, start)
+        };
+        r.last_start = start;
+        r.last_cell = id;
+        id
+    }
+
+    /// [`Self::cell`] for a window at or before the group's newest one, or of an
+    /// unordered group.
+    fn find_or_push(&mut self, r: &mut GroupRef, start: i64) -> u32 {
+        let g = r.g;
+        if r.ordered {
+            let mut id = self.newest(g);
+            for _ in 0..MAX_WALK {
+                if id == NO_CELL || self.start(id) < start {
+                    break;
+                }
+                if self.start(id) == start {
+                    return id;
+                }
+                id = self.prev(id);
+            }
+            r.ordered = false;
+            let known: Vec<(i64, u32)> = self.chain(g).map(|id| (self.start(id), id)).collect();
+            for (s, id) in known {
+                self.unordered.insert((g, s), id);
+            }
+        }
+        match self.unordered.get(&(g, start)) {
+            Some(&id) => id,
+            None => {
+                let id = self.push(g, start);
+                self.unordered.insert((g, start), id);
+                id
+            }
+        }
+    }
+
+    fn newest(&self, g: u32) -> u32 {
+        self.newest.get(g as usize).copied().unwrap_or(NO_CELL)
+    }
+
+    fn prev(&self, cell: u32) -> u32 {
+        self.words[cell as usize * self.stride + LINK] as u32
+    }
+
+    /// The group's cells, newest first (creation order, reversed).
+    fn chain(&self, g: u32) -> impl Iterator<Item = u32> + '_ {
+        let first = self.newest(g);
+        std::iter::successors((first != NO_CELL).then_some(first), move |&id| {
+            let prev = self.prev(id);
+            (prev != NO_CELL).then_some(prev)
+        })
+    }
+
+    /// The group's (window start, cell id) by window start.
+    pub fn by_start(&self, g: u32, out: &mut Vec<(i64, u32)>) {
+        out.clear();
+        out.extend(self.chain(g).map(|id| (self.start(id), id)));
+        out.reverse();
+        if !out.is_sorted_by_key(|c| c.0) {
+            out.sort_unstable_by_key(|c| c.0);
+        }
+    }
+
+    /// Appends an empty cell (g, start); returns its id.
+    fn push(&mut self, g: u32, start: i64) -> u32 {
+        let id = self.count() as u32;
+        if self.newest.len() <= g as usize {
+            self.newest.resize(g as usize + 1, NO_CELL);
+        }
+        let prev = std::mem::replace(&mut self.newest[g as usize], id);
+        self.words.extend_from_slice(&[
+            start as u64,
+            0,
+            i64::MAX as u64,
+            i64::MIN as u64,
+            u64::from(prev),
+        ]);
+        self.words
+            .resize(self.words.len() + self.stride - HEAD_WORDS, 0);
+        self.other_accs.extend_from_slice(&self.others);
+        id
+    }
+
+    /// Adds a row observed at `ts` to cell `cell`.
+    #[inline]
+    pub fn update(
+        &mut self,
+        cell: u32,
+        metrics: &[MetricSpec],
+        row: &[Val<'_>],
+        ts: i64,
+        reopened: bool,
+        scratch: &mut String,
+    ) {
+        let at = cell as usize * self.stride;
+        let w = &mut self.words[at..at + self.stride];
+        w[ROWS] += 1;
+        w[FIRST_EVENT] = (w[FIRST_EVENT] as i64).min(ts) as u64;
+        w[LAST_EVENT] = (w[LAST_EVENT] as i64).max(ts) as u64;
+        if reopened {
+            w[LINK] |= REOPENED;
+        }
+        let others = cell as usize * self.others.len();
+        for (slot, m) in self.slots.iter().zip(metrics) {
+            let owned;
+            let v = match (&m.arg, m.func) {
+                (None, _) => &Val::Null,
+                (Some(cond), MetricFunc::CountIf) => {
+                    if cond.matches(row) {
+                        if let Slot::Count(o) = *slot {
+                            w[o] += 1;
+                        }
+                    }
+                    continue;
+                }
+                (Some(arg), _) => match arg.as_column() {
+                    Some(col) => row.get(col).unwrap_or(&Val::Null),
+                    None => {
+                        owned = arg.eval(row);
+                        &owned
+                    }
+                },
+            };
+            match *slot {
+                Slot::Count(o) => w[o] += 1,
+                Slot::SumInt(o) => {
+                    if let Val::Int(i) = v {
+                        let sum = read_i128(&w[o..]).saturating_add(i128::from(*i));
+                        write_i128(&mut w[o..], sum);
+                        w[o + 2] += 1;
+                    }
+                }
+                Slot::Float(o) => {
+                    if let Some(x) = v.as_f64() {
+                        let mut s = read_float_sum(&w[o..]);
+                        s.add(x);
+                        write_float_sum(&mut w[o..], &s);
+                    }
+                }
+                Slot::Extreme(o, n) => {
+                    if let Some(bits) = n.bits(v) {
+                        let want = extreme_order(m.func);
+                        if w[o] == 0 || n.order(bits, w[o + 1]) == want {
+                            w[o] = 1;
+                            w[o + 1] = bits;
+                        }
+                    }
+                }
+                Slot::Other(k) => self.other_accs[others + k].add(v, ts, scratch),
+            }
+        }
+    }
+
+    /// Merges cell `id` of `other` (a table of the same aggregate) into cell `cell`.
+    pub fn merge_cell(&mut self, cell: u32, other: &FixedCells, id: u32) {
+        let theirs = other.cell_words(id);
+        let at = cell as usize * self.stride;
+        let w = &mut self.words[at..at + self.stride];
+        w[ROWS] += theirs[ROWS];
+        w[FIRST_EVENT] = (w[FIRST_EVENT] as i64).min(theirs[FIRST_EVENT] as i64) as u64;
+        w[LAST_EVENT] = (w[LAST_EVENT] as i64).max(theirs[LAST_EVENT] as i64) as u64;
+        w[LINK] |= theirs[LINK] & REOPENED;
+        for (i, slot) in self.slots.iter().enumerate() {
+            match *slot {
+                Slot::Count(o) => w[o] += theirs[o],
+                Slot::SumInt(o) => {
+                    let sum = read_i128(&w[o..]).saturating_add(read_i128(&theirs[o..]));
+                    write_i128(&mut w[o..], sum);
+                    w[o + 2] += theirs[o + 2];
+                }
+                Slot::Float(o) => {
+                    let mut s = read_float_sum(&w[o..]);
+                    s.merge(&read_float_sum(&theirs[o..]));
+                    write_float_sum(&mut w[o..], &s);
+                }
+                Slot::Extreme(o, n) => {
+                    let want = extreme_order(self.funcs[i]);
+                    if theirs[o] == 1 && (w[o] == 0 || n.order(theirs[o + 1], w[o + 1]) == want) {
+                        w[o] = 1;
+                        w[o + 1] = theirs[o + 1];
+                    }
+                }
+                Slot::Other(k) => {
+                    let n = self.others.len();
+                    self.other_accs[cell as usize * n + k].merge(&other.cell_others(id)[k]);
+                }
+            }
+        }
+    }
+
+    /// Metric `i` of a cell as an accumulator.
+    pub fn acc(&self, cell: u32, i: usize) -> Acc {
+        let w = self.cell_words(cell);
+        match self.slots[i] {
+            Slot::Count(o) => Acc::Count(w[o]),
+            Slot::SumInt(o) => Acc::SumInt {
+                sum: read_i128(&w[o..]),
+                n: w[o + 2],
+            },
+            Slot::Float(o) => match self.funcs[i] {
+                MetricFunc::Avg => Acc::Avg(read_float_sum(&w[o..])),
+                _ => Acc::SumFloat(read_float_sum(&w[o..])),
+            },
+            Slot::Extreme(o, n) => {
+                let v = (w[o] == 1).then(|| n.scalar(w[o + 1]));
+                match self.funcs[i] {
+                    MetricFunc::Min => Acc::Min(v),
+                    _ => Acc::Max(v),
+                }
+            }
+            Slot::Other(k) => self.cell_others(cell)[k].clone(),
+        }
+    }
+
+    /// Metric `i` of a cell as an output value.
+    pub fn value(&self, cell: u32, i: usize) -> Val<'_> {
+        match self.slots[i] {
+            Slot::Other(k) => self.cell_others(cell)[k].val(),
+            _ => self.acc(cell, i).val().into_owned(),
+        }
+    }
+
+    /// A cell as a [`CellState`].
+    pub fn cell_state(&self, cell: u32) -> CellState {
+        let w = self.cell_words(cell);
+        CellState {
+            accs: (0..self.slots.len()).map(|i| self.acc(cell, i)).collect(),
+            reopened: w[LINK] & REOPENED != 0,
+            first_event_ms: w[FIRST_EVENT] as i64,
+            last_event_ms: w[LAST_EVENT] as i64,
+            rows: w[ROWS],
+        }
+    }
+}
+
+fn extreme_order(f: MetricFunc) -> std::cmp::Ordering {
+    if f == MetricFunc::Min {
+        std::cmp::Ordering::Less
+    } else {
+        std::cmp::Ordering::Greater
+    }
+}
+
+fn read_i128(w: &[u64]) -> i128 {
+    ((u128::from(w[1]) << 64) | u128::from(w[0])) as i128
+}
+
+fn write_i128(w: &mut [u64], v: i128) {
+    w[0] = v as u64;
+    w[1] = ((v as u128) >> 64) as u64;
+}
+
+fn read_float_sum(w: &[u64]) -> FloatSum {
+    FloatSum {
+        nanos: read_i128(w),
+        big: f64::from_bits(w[2]),
+        n: w[3],
+    }
+}
+
+fn write_float_sum(w: &mut [u64], s: &FloatSum) {
+    write_i128(w, s.nanos);
+    w[2] = s.big.to_bits();
+    w[3] = s.n;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::expr::ListScope;
+    use crate::testing::xorshift;
+
+    fn metrics() -> Vec<MetricSpec> {
+        let names: Vec<(String, Type)> = vec![
+            ("x".into(), Type::Float),
+            ("n".into(), Type::Int),
+            ("s".into(), Type::Str),
+            ("ts".into(), Type::Ts),
+        ];
+        let scope = ListScope {
+            names: &names,
+            kind: "column",
+        };
+        [
+            ("c", "count()"),
+            ("ci", "count_if(x > 10.0)"),
+            ("sf", "sum(x)"),
+            ("si", "sum(n)"),
+            ("mnf", "min(x)"),
+            ("mxf", "max(x * 2.0)"),
+            ("mni", "min(n)"),
+            ("mxi", "max(n)"),
+            ("mxt", "max(ts)"),
+            ("av", "avg(x)"),
+            ("mxs", "max(s)"),
+            ("la", "last(s)"),
+            ("di", "distinct(s)"),
+            ("p90", "p90(x)"),
+        ]
+        .iter()
+        .map(|(n, d)| MetricSpec::compile(n, d, &scope).unwrap())
+        .collect()
+    }
+
+    fn row(next: &mut impl FnMut() -> u64, ts: i64) -> Vec<Val<'static>> {
+        let pick = next() % 10;
+        let x = match pick {
+            0 => Val::Null,
+            1 => Val::Float(-0.0),
+            2 => Val::Float(f64::NAN),
+            3 => Val::Float(1e30),
+            _ => Val::Float((next() % 100_000) as f64 / 100.0 - 300.0),
+        };
+        let n = match pick {
+            0 => Val::Null,
+            _ => Val::Int((next() % 2_000) as i64 - 1_000),
+        };
+        let s = Val::Str(format!("s{}", next() % 17).into());
+        vec![x, n, s, Val::Ts(ts)]
+    }
+
+    /// Cells in the compact layout give what `CellState::update` gives, row by row and
+    /// after merging, for every kind of slot, with groups whose windows arrive in order,
+    /// a little out of order (found back along the chain) and far out of order (indexed).
+    #[test]
+    fn cells_agree_with_cell_states() {
+        let metrics = metrics();
+        let mut next = xorshift(7);
+        let mut halves = [FixedCells::new(&metrics), FixedCells::new(&metrics)];
+        let mut refs: Vec<GroupRef> = (0..3).map(GroupRef::new).collect();
+        let mut refs2 = refs.clone();
+        let mut want: std::collections::BTreeMap<(u32, i64), CellState> = Default::default();
+        let mut scratch = String::new();
+        for i in 0..3_000i64 {
+            let g = (i % 3) as u32;
+            let window = match g {
+                0 => i / 30,
+                1 => i / 30 - (next() % 4) as i64,
+                _ => (next() % 40) as i64,
+            };
+            let ts = window * 600_000 + (next() % 600_000) as i64;
+            let row = row(&mut next, ts);
+            let start = window * 600_000;
+            let (cells, r) = if i % 2 == 0 {
+                (&mut halves[0], &mut refs[g as usize])
+            } else {
+                (&mut halves[1], &mut refs2[g as usize])
+            };
+            let id = cells.cell(r, start);
+            cells.update(id, &metrics, &row, ts, i % 11 == 0, &mut scratch);
+            let cell = want
+                .entry((g, start))
+                .or_insert_with(|| CellState::new(&metrics));
+            cell.update(&metrics, &row, ts, &mut scratch);
+            cell.reopened |= i % 11 == 0;
+        }
+        // In-order windows stay on the chain; random ones moved to the index.
+        assert!(refs[0].ordered && !refs[2].ordered);
+        let [mut first, second] = halves;
+        for g in 0..3 {
+            let mut cells = Vec::new();
+            second.by_start(g, &mut cells);
+            for (start, id) in cells {
+                let cell = first.cell(&mut refs[g as usize], start);
+                first.merge_cell(cell, &second, id);
+            }
+        }
+        let mut got = std::collections::BTreeMap::new();
+        for g in 0..3 {
+            let mut cells = Vec::new();
+            first.by_start(g, &mut cells);
+            assert!(cells.is_sorted_by_key(|c| c.0));
+            for (start, id) in cells {
+                assert_eq!(first.start(id), start);
+                let state = first.cell_state(id);
+                for (i, acc) in state.accs.iter().enumerate() {
+                    assert_eq!(
+                        format!("{:?}", first.value(id, i)),
+                        format!("{:?}", acc.val())
+                    );
+                }
+                got.insert((g, start), state);
+            }
+        }
+        assert_eq!(got.len(), want.len());
+        for (key, cell) in &want {
+            // NaN != NaN: compare the debug text (the bits print alike).
+            assert_eq!(
+                format!("{:?}", got[key]),
+                format!("{cell:?}"),
+                "cell {key:?}"
+            );
+        }
+    }
+}
