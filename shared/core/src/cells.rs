@@ -4,7 +4,8 @@
 //! accumulators (strings, first/last, distinct, quantiles) stay `Acc`s in a side arena.
 //!
 //! Cells are found through their group's [`GroupRef`]; each cell links to the group's
-//! previous cell, so a group's cells are read back without a list per group.
+//! previous cell (to find an earlier window) and names its group, so the cells are
+//! grouped for output in one pass over the arena, without a list per group.
 
 use rustc_hash::FxHashMap;
 
@@ -20,10 +21,12 @@ const START: usize = 0;
 const ROWS: usize = 1;
 const FIRST_EVENT: usize = 2;
 const LAST_EVENT: usize = 3;
-/// The group's previous cell (low 32 bits) and the reopened flag (bit 32).
+/// The group's previous cell (low 32 bits) and the group (high 32 bits).
 const LINK: usize = 4;
-const HEAD_WORDS: usize = 5;
-const REOPENED: u64 = 1 << 32;
+/// [`REOPENED`] when a late row (policy `update`) touched the cell.
+const FLAGS: usize = 5;
+const HEAD_WORDS: usize = 6;
+const REOPENED: u64 = 1;
 
 /// How far back a group's chain is walked to find an earlier window before the group is
 /// indexed by (group, start) instead.
@@ -114,6 +117,24 @@ impl Number {
     }
 }
 
+/// The cells of a [`FixedCells`] by group ([`FixedCells::by_group`]).
+pub(crate) struct CellsByGroup {
+    /// Group `g`'s cells are `cells[offsets[g]..offsets[g + 1]]`.
+    offsets: Vec<usize>,
+    cells: Vec<(i64, u32)>,
+}
+
+impl CellsByGroup {
+    /// Group `g`'s (window start, cell id), by start.
+    pub fn of(&self, g: u32) -> &[(i64, u32)] {
+        let g = g as usize;
+        match (self.offsets.get(g), self.offsets.get(g + 1)) {
+            (Some(&a), Some(&b)) => &self.cells[a..b],
+            _ => &[],
+        }
+    }
+}
+
 /// The cells of one aggregate: `stride` words per cell by cell id (ids in creation order),
 /// and `others.len()` side accumulators per cell.
 pub(crate) struct FixedCells {
@@ -176,6 +197,16 @@ impl FixedCells {
         let n = self.others.len();
         let at = cell as usize * n;
         &self.other_accs[at..at + n]
+    }
+
+    /// Loads a cell's cache lines without using them: a tight loop of these over cells far
+    /// apart keeps many misses in flight before the cells are read one by one.
+    #[inline]
+    pub fn touch(&self, cell: u32) {
+        let at = cell as usize * self.stride;
+        if let Some(w) = self.words.get(at..at + self.stride) {
+            std::hint::black_box((w[0], w[self.stride - 1]));
+        }
     }
 
     /// A cell's window start.
@@ -254,14 +285,31 @@ impl FixedCells {
         })
     }
 
-    /// The group's (window start, cell id) by window start.
-    pub fn by_start(&self, g: u32, out: &mut Vec<(i64, u32)>) {
-        out.clear();
-        out.extend(self.chain(g).map(|id| (self.start(id), id)));
-        out.reverse();
-        if !out.is_sorted_by_key(|c| c.0) {
-            out.sort_unstable_by_key(|c| c.0);
+    /// Every cell's (window start, id), grouped by group and by start within a group, from
+    /// one pass over the arena (a counting sort by group).
+    pub fn by_group(&self) -> CellsByGroup {
+        let group = |id: usize| (self.words[id * self.stride + LINK] >> 32) as usize;
+        let mut offsets = vec![0usize; self.newest.len() + 1];
+        for id in 0..self.count() {
+            offsets[group(id) + 1] += 1;
         }
+        for g in 1..offsets.len() {
+            offsets[g] += offsets[g - 1];
+        }
+        let mut fill = offsets.clone();
+        let mut cells = vec![(0i64, 0u32); self.count()];
+        for id in 0..self.count() {
+            let at = &mut fill[group(id)];
+            cells[*at] = (self.start(id as u32), id as u32);
+            *at += 1;
+        }
+        for g in offsets.windows(2) {
+            let one = &mut cells[g[0]..g[1]];
+            if !one.is_sorted_by_key(|c| c.0) {
+                one.sort_unstable_by_key(|c| c.0);
+            }
+        }
+        CellsByGroup { offsets, cells }
     }
 
     /// Appends an empty cell (g, start); returns its id.
@@ -276,7 +324,8 @@ impl FixedCells {
             0,
             i64::MAX as u64,
             i64::MIN as u64,
-            u64::from(prev),
+            u64::from(prev) | u64::from(g) << 32,
+            0,
         ]);
         self.words
             .resize(self.words.len() + self.stride - HEAD_WORDS, 0);
@@ -301,7 +350,7 @@ impl FixedCells {
         w[FIRST_EVENT] = (w[FIRST_EVENT] as i64).min(ts) as u64;
         w[LAST_EVENT] = (w[LAST_EVENT] as i64).max(ts) as u64;
         if reopened {
-            w[LINK] |= REOPENED;
+            w[FLAGS] |= REOPENED;
         }
         let others = cell as usize * self.others.len();
         for (slot, m) in self.slots.iter().zip(metrics) {
@@ -362,7 +411,7 @@ impl FixedCells {
         w[ROWS] += theirs[ROWS];
         w[FIRST_EVENT] = (w[FIRST_EVENT] as i64).min(theirs[FIRST_EVENT] as i64) as u64;
         w[LAST_EVENT] = (w[LAST_EVENT] as i64).max(theirs[LAST_EVENT] as i64) as u64;
-        w[LINK] |= theirs[LINK] & REOPENED;
+        w[FLAGS] |= theirs[FLAGS];
         for (i, slot) in self.slots.iter().enumerate() {
             match *slot {
                 Slot::Count(o) => w[o] += theirs[o],
@@ -428,7 +477,7 @@ impl FixedCells {
         let w = self.cell_words(cell);
         CellState {
             accs: (0..self.slots.len()).map(|i| self.acc(cell, i)).collect(),
-            reopened: w[LINK] & REOPENED != 0,
+            reopened: w[FLAGS] & REOPENED != 0,
             first_event_ms: w[FIRST_EVENT] as i64,
             last_event_ms: w[LAST_EVENT] as i64,
             rows: w[ROWS],
@@ -560,20 +609,19 @@ mod tests {
         // In-order windows stay on the chain; random ones moved to the index.
         assert!(refs[0].ordered && !refs[2].ordered);
         let [mut first, second] = halves;
+        let theirs = second.by_group();
         for g in 0..3 {
-            let mut cells = Vec::new();
-            second.by_start(g, &mut cells);
-            for (start, id) in cells {
+            for &(start, id) in theirs.of(g) {
                 let cell = first.cell(&mut refs[g as usize], start);
                 first.merge_cell(cell, &second, id);
             }
         }
         let mut got = std::collections::BTreeMap::new();
+        let mine = first.by_group();
         for g in 0..3 {
-            let mut cells = Vec::new();
-            first.by_start(g, &mut cells);
+            let cells = mine.of(g);
             assert!(cells.is_sorted_by_key(|c| c.0));
-            for (start, id) in cells {
+            for &(start, id) in cells {
                 assert_eq!(first.start(id), start);
                 let state = first.cell_state(id);
                 for (i, acc) in state.accs.iter().enumerate() {

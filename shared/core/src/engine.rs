@@ -15,7 +15,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::cells::{FixedCells, GroupRef};
+use crate::cells::{CellsByGroup, FixedCells, GroupRef};
 use crate::definition::{BadRowPolicy, Dialect, LatePolicy, Pipeline};
 use crate::metrics::{Acc, CellState, MetricSpec};
 use crate::reader;
@@ -239,6 +239,7 @@ impl AggTable {
 
     /// Merges the cells of `other`, a table of the same aggregate, into this one.
     fn absorb(&mut self, agg: &crate::definition::Aggregate, other: AggTable) {
+        let theirs = other.fixed.by_group();
         for (gb, group) in other.group_list.into_iter().enumerate() {
             let r = match self.index.find(&group.raw) {
                 Some(r) => r,
@@ -260,9 +261,7 @@ impl AggTable {
                     }
                 }
                 _ => {
-                    let mut cells = Vec::new();
-                    other.fixed.by_start(gb as u32, &mut cells);
-                    for (start, id) in cells {
+                    for &(start, id) in theirs.of(gb as u32) {
                         let cell = self.fixed.cell(r, start);
                         self.fixed.merge_cell(cell, &other.fixed, id);
                     }
@@ -422,8 +421,9 @@ fn write_fixed_csv<W: std::io::Write>(
         groups.extend(table.groups_in_order().into_iter().map(|g| (t, g)));
     }
     let key = |&(t, g): &(usize, u32)| &tables[t].group_list[g as usize].key;
+    let by_group: Vec<CellsByGroup> = tables.iter().map(|t| t.fixed.by_group()).collect();
     if tables.len() == 1 {
-        let count = write_groups(a, tables, &groups, &mut w)?;
+        let count = write_groups(a, tables, &by_group, &groups, &mut w)?;
         w.finish()?;
         return Ok(count);
     }
@@ -436,13 +436,13 @@ fn write_fixed_csv<W: std::io::Write>(
     let write_second = || -> std::io::Result<(u64, Vec<u8>)> {
         let mut lines = Vec::new();
         let mut w2 = crate::output::CsvWindows::without_header(a, &mut lines);
-        let n = write_groups(a, tables, second, &mut w2)?;
+        let n = write_groups(a, tables, &by_group, second, &mut w2)?;
         w2.finish()?;
         Ok((n, lines))
     };
     let (count, rest) = std::thread::scope(|scope| {
         let later = std::thread::Builder::new().spawn_scoped(scope, write_second);
-        let count = write_groups(a, tables, first, &mut w);
+        let count = write_groups(a, tables, &by_group, first, &mut w);
         let rest = match later {
             Ok(handle) => handle
                 .join()
@@ -472,12 +472,13 @@ enum CellSource {
 fn write_groups<W: std::io::Write>(
     a: &crate::definition::Aggregate,
     tables: &[&AggTable],
+    by_group: &[CellsByGroup],
     groups: &[(usize, u32)],
     w: &mut crate::output::CsvWindows<'_, W>,
 ) -> std::io::Result<u64> {
     let m = a.metrics.len();
     let key = |&(t, g): &(usize, u32)| &tables[t].group_list[g as usize].key;
-    let (mut cells, mut one, mut sources) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cells, mut sources) = (Vec::new(), Vec::new());
     let mut merged = Vec::<Acc>::new();
     let mut count = 0u64;
     let mut run = 0;
@@ -489,8 +490,7 @@ fn write_groups<W: std::io::Write>(
         // (start, table, id) of the key's cells, by start; equal starts merge.
         cells.clear();
         for &(t, g) in &groups[run..end] {
-            tables[t].fixed.by_start(g, &mut one);
-            cells.extend(one.iter().map(|&(start, id)| (start, t, id)));
+            cells.extend(by_group[t].of(g).iter().map(|&(start, id)| (start, t, id)));
         }
         if end - run > 1 {
             cells.sort_by_key(|&(start, t, _)| (start, t));
@@ -520,6 +520,11 @@ fn write_groups<W: std::io::Write>(
         // The cells lie far apart in the arenas: reading all their values first, in a
         // tight loop, overlaps the cache misses that would otherwise stall one cell at a
         // time between CSV writes.
+        for &(_, src) in &sources {
+            if let CellSource::Table(t, id) = src {
+                tables[t].fixed.touch(id);
+            }
+        }
         let mut values = Vec::with_capacity(sources.len() * m);
         for &(_, src) in &sources {
             match src {
@@ -1032,11 +1037,10 @@ impl Ctx<'_> {
                 }
                 WindowSpec::Tumbling { size_ms } | WindowSpec::Hopping { size_ms, .. } => {
                     let f = &table.fixed;
-                    let mut ids = Vec::new();
+                    let by_group = f.by_group();
                     for g in table.groups_in_order() {
                         let grp = &table.group_list[g as usize];
-                        f.by_start(g, &mut ids);
-                        for &(start, id) in &ids {
+                        for &(start, id) in by_group.of(g) {
                             let end = start.saturating_add(size_ms);
                             cells.push((key(grp, start, end), f.cell_state(id)));
                         }
