@@ -243,11 +243,28 @@ pub struct FloatSum {
 
 const NANOS: f64 = 1e9;
 
+/// `x.round() as i64` (half away from zero) for |x| < 2^63, without the `round` call:
+/// `x - trunc(x)` is exact, and an |x| of 2^52 or more is a whole number already.
+#[inline]
+fn round_i64(x: f64) -> i64 {
+    let whole = x as i64;
+    let frac = x - whole as f64;
+    whole + i64::from(frac >= 0.5) - i64::from(frac <= -0.5)
+}
+
 impl FloatSum {
     #[inline]
     pub fn add(&mut self, x: f64) {
         self.n += 1;
         let scaled = x * NANOS;
+        if scaled.abs() < 9e18 {
+            // The common case in i64, where `round` and the conversion are single
+            // instructions rather than library calls.
+            if let Some(s) = self.nanos.checked_add(i128::from(round_i64(scaled))) {
+                self.nanos = s;
+                return;
+            }
+        }
         if scaled.abs() < 1e36 {
             // `as` saturates and the bound above keeps it exact.
             if let Some(s) = self.nanos.checked_add(scaled.round() as i128) {
@@ -617,6 +634,36 @@ impl fmt::Display for MetricValue {
 mod tests {
     use super::*;
     use crate::expr::ListScope;
+
+    #[test]
+    fn round_i64_rounds_as_round_does() {
+        let mut next = crate::testing::xorshift(11);
+        let mut cases = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            4503599627370495.5,
+            4503599627370496.0,
+            -4503599627370497.0,
+            8.9e18,
+            -8.9e18,
+        ];
+        for _ in 0..10_000 {
+            let bits = next();
+            let mag = (next() % 19) as i32;
+            cases.push((bits as i64 as f64 / i64::MAX as f64) * 10f64.powi(mag));
+            cases.push((next() % 1_000_000) as f64 / 100.0 * 1e9);
+        }
+        for x in cases {
+            assert_eq!(round_i64(x), x.round() as i64, "{x:?}");
+        }
+    }
 
     fn specs(defs: &[(&str, &str)]) -> Vec<MetricSpec> {
         let names: Vec<(String, Type)> = vec![
