@@ -466,9 +466,14 @@ impl FixedCells {
 
     /// Metric `i` of a cell as an output value.
     pub fn value(&self, cell: u32, i: usize) -> Val<'_> {
+        let w = self.cell_words(cell);
         match self.slots[i] {
+            Slot::Count(o) => Val::Int(i64::try_from(w[o]).unwrap_or(i64::MAX)),
+            Slot::Extreme(o, n) if w[o] == 1 => n.scalar(w[o + 1]).as_val().into_owned(),
+            Slot::Extreme(..) => Val::Null,
             Slot::Other(k) => self.cell_others(cell)[k].val(),
-            _ => self.acc(cell, i).val().into_owned(),
+            // Sums and averages as their accumulator computes them.
+            Slot::SumInt(_) | Slot::Float(_) => self.acc(cell, i).val().into_owned(),
         }
     }
 

@@ -415,13 +415,31 @@ fn write_fixed_csv<W: std::io::Write>(
     out: W,
 ) -> std::io::Result<u64> {
     let mut w = crate::output::CsvWindows::new(a, out)?;
+    // Each table's groups in key order and cells by group, the tables side by side.
+    let prepare = |t: &AggTable| (t.groups_in_order(), t.fixed.by_group());
+    let prepared: Vec<(Vec<u32>, CellsByGroup)> = std::thread::scope(|scope| {
+        let later: Vec<_> = tables[1..]
+            .iter()
+            .map(|&t| std::thread::Builder::new().spawn_scoped(scope, move || prepare(t)))
+            .collect();
+        let mut prepared = vec![prepare(tables[0])];
+        for (handle, &t) in later.into_iter().zip(&tables[1..]) {
+            // No thread, or it panicked: prepare that table here.
+            prepared.push(match handle.map(|h| h.join()) {
+                Ok(Ok(p)) => p,
+                _ => prepare(t),
+            });
+        }
+        prepared
+    });
     // Every (table, group), in key order; a key found in several parts is one run.
     let mut groups: Vec<(usize, u32)> = Vec::new();
-    for (t, table) in tables.iter().enumerate() {
-        groups.extend(table.groups_in_order().into_iter().map(|g| (t, g)));
+    let mut by_group = Vec::with_capacity(tables.len());
+    for (t, (order, cells)) in prepared.into_iter().enumerate() {
+        groups.extend(order.into_iter().map(|g| (t, g)));
+        by_group.push(cells);
     }
     let key = |&(t, g): &(usize, u32)| &tables[t].group_list[g as usize].key;
-    let by_group: Vec<CellsByGroup> = tables.iter().map(|t| t.fixed.by_group()).collect();
     if tables.len() == 1 {
         let count = write_groups(a, tables, &by_group, &groups, &mut w)?;
         w.finish()?;

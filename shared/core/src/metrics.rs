@@ -195,7 +195,7 @@ impl Scalar {
         })
     }
 
-    fn as_val(&self) -> Val<'_> {
+    pub(crate) fn as_val(&self) -> Val<'_> {
         match self {
             Scalar::Bool(b) => Val::Bool(*b),
             Scalar::Int(i) => Val::Int(*i),
