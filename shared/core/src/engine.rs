@@ -176,11 +176,11 @@ struct Group {
 }
 
 /// Cells of one aggregate while a file is processed: groups found by their key's raw
-/// bytes (borrowed lookup, allocation only for a new group), fixed-window cells found by
-/// (group, window start) and stored in two arenas by cell id, heads and accumulators (no
-/// allocation per cell; a row touches its group's hash entry, which names its last cell,
-/// and that cell's head and accumulators: few cache misses when the groups outgrow the
-/// caches). Each cell's `CellState` is built once, at the end, in output order.
+/// bytes (borrowed lookup, allocation only for a new group) and their fixed-window cells
+/// in a compact arena ([`FixedCells`]; no allocation per cell; a row touches its group's
+/// hash entry, which names its last cell, and that cell's words: few cache misses when
+/// the groups outgrow the caches). Each cell's `CellState` is built once, at the end, in
+/// output order.
 struct AggTable {
     index: GroupIndex,
     group_list: Vec<Group>,
@@ -418,16 +418,19 @@ fn write_fixed_csv<W: std::io::Write>(
     // Each table's groups in key order and cells by group, the tables side by side.
     let prepare = |t: &AggTable| (t.groups_in_order(), t.fixed.by_group());
     let prepared: Vec<(Vec<u32>, CellsByGroup)> = std::thread::scope(|scope| {
-        let later: Vec<_> = tables[1..]
+        let Some((&first, rest)) = tables.split_first() else {
+            return Vec::new();
+        };
+        let later: Vec<_> = rest
             .iter()
             .map(|&t| std::thread::Builder::new().spawn_scoped(scope, move || prepare(t)))
             .collect();
-        let mut prepared = vec![prepare(tables[0])];
-        for (handle, &t) in later.into_iter().zip(&tables[1..]) {
-            // No thread, or it panicked: prepare that table here.
-            prepared.push(match handle.map(|h| h.join()) {
-                Ok(Ok(p)) => p,
-                _ => prepare(t),
+        let mut prepared = vec![prepare(first)];
+        for (handle, &t) in later.into_iter().zip(rest) {
+            // No thread: prepare that table here.
+            prepared.push(match handle {
+                Ok(h) => h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+                Err(_) => prepare(t),
             });
         }
         prepared

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::expr::{self, Expr, ExprError, Scope, Type};
 use crate::resources::Resources;
 use crate::sketch::{Distinct, Quantiles};
-use crate::types::{format_ts, Val};
+use crate::types::{format_ts, round_i64, Val};
 
 /// An aggregate function of a metric.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -242,15 +242,6 @@ pub struct FloatSum {
 }
 
 const NANOS: f64 = 1e9;
-
-/// `x.round() as i64` (half away from zero) for |x| < 2^63, without the `round` call:
-/// `x - trunc(x)` is exact, and an |x| of 2^52 or more is a whole number already.
-#[inline]
-fn round_i64(x: f64) -> i64 {
-    let whole = x as i64;
-    let frac = x - whole as f64;
-    whole + i64::from(frac >= 0.5) - i64::from(frac <= -0.5)
-}
 
 impl FloatSum {
     #[inline]
@@ -634,36 +625,6 @@ impl fmt::Display for MetricValue {
 mod tests {
     use super::*;
     use crate::expr::ListScope;
-
-    #[test]
-    fn round_i64_rounds_as_round_does() {
-        let mut next = crate::testing::xorshift(11);
-        let mut cases = vec![
-            0.0,
-            -0.0,
-            0.5,
-            -0.5,
-            1.5,
-            -1.5,
-            2.5,
-            0.49999999999999994,
-            -0.49999999999999994,
-            4503599627370495.5,
-            4503599627370496.0,
-            -4503599627370497.0,
-            8.9e18,
-            -8.9e18,
-        ];
-        for _ in 0..10_000 {
-            let bits = next();
-            let mag = (next() % 19) as i32;
-            cases.push((bits as i64 as f64 / i64::MAX as f64) * 10f64.powi(mag));
-            cases.push((next() % 1_000_000) as f64 / 100.0 * 1e9);
-        }
-        for x in cases {
-            assert_eq!(round_i64(x), x.round() as i64, "{x:?}");
-        }
-    }
 
     fn specs(defs: &[(&str, &str)]) -> Vec<MetricSpec> {
         let names: Vec<(String, Type)> = vec![

@@ -343,9 +343,8 @@ fn write_int(buf: &mut Vec<u8>, i: i64) {
 fn write_f64(buf: &mut Vec<u8>, x: f64) {
     use std::io::Write as _;
     if x != 0.0 && x.abs() < 1e13 {
-        let c = (x * 100.0).round();
-        if c / 100.0 == x {
-            let c = c as i64;
+        let c = crate::types::round_i64(x * 100.0);
+        if c as f64 / 100.0 == x {
             if c < 0 {
                 buf.push(b'-');
             }

@@ -142,6 +142,15 @@ pub fn parse_float_bytes(b: &[u8]) -> Option<f64> {
     t.parse::<f64>().ok().filter(|f| f.is_finite())
 }
 
+/// `x.round() as i64` (half away from zero) for |x| < 2^63, without the `round` call:
+/// `x - trunc(x)` is exact, and an |x| of 2^52 or more is a whole number already.
+#[inline]
+pub(crate) fn round_i64(x: f64) -> i64 {
+    let whole = x as i64;
+    let frac = x - whole as f64;
+    whole + i64::from(frac >= 0.5) - i64::from(frac <= -0.5)
+}
+
 /// Powers of ten exact in f64.
 const POW10: [f64; 16] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
@@ -464,6 +473,36 @@ mod tests {
         TimeParser {
             format,
             tz: tz.map(|t| t.parse().unwrap()),
+        }
+    }
+
+    #[test]
+    fn round_i64_rounds_as_round_does() {
+        let mut next = crate::testing::xorshift(11);
+        let mut cases = vec![
+            0.0,
+            -0.0,
+            0.5,
+            -0.5,
+            1.5,
+            -1.5,
+            2.5,
+            0.49999999999999994,
+            -0.49999999999999994,
+            4503599627370495.5,
+            4503599627370496.0,
+            -4503599627370497.0,
+            8.9e18,
+            -8.9e18,
+        ];
+        for _ in 0..10_000 {
+            let bits = next();
+            let mag = (next() % 19) as i32;
+            cases.push((bits as i64 as f64 / i64::MAX as f64) * 10f64.powi(mag));
+            cases.push((next() % 1_000_000) as f64 / 100.0 * 1e9);
+        }
+        for x in cases {
+            assert_eq!(round_i64(x), x.round() as i64, "{x:?}");
         }
     }
 
