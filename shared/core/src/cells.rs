@@ -527,39 +527,25 @@ fn write_float_sum(w: &mut [u64], s: &FloatSum) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::expr::ListScope;
-    use crate::testing::xorshift;
+    use crate::testing::{metric_specs, xorshift};
 
     fn metrics() -> Vec<MetricSpec> {
-        let names: Vec<(String, Type)> = vec![
-            ("x".into(), Type::Float),
-            ("n".into(), Type::Int),
-            ("s".into(), Type::Str),
-            ("ts".into(), Type::Ts),
-        ];
-        let scope = ListScope {
-            names: &names,
-            kind: "column",
-        };
-        [
+        metric_specs(&[
             ("c", "count()"),
-            ("ci", "count_if(x > 10.0)"),
-            ("sf", "sum(x)"),
+            ("ci", "count_if(amount > 10.0)"),
+            ("sf", "sum(amount)"),
             ("si", "sum(n)"),
-            ("mnf", "min(x)"),
-            ("mxf", "max(x * 2.0)"),
+            ("mnf", "min(amount)"),
+            ("mxf", "max(amount * 2.0)"),
             ("mni", "min(n)"),
             ("mxi", "max(n)"),
             ("mxt", "max(ts)"),
-            ("av", "avg(x)"),
+            ("av", "avg(amount)"),
             ("mxs", "max(s)"),
             ("la", "last(s)"),
             ("di", "distinct(s)"),
-            ("p90", "p90(x)"),
-        ]
-        .iter()
-        .map(|(n, d)| MetricSpec::compile(n, d, &scope).unwrap())
-        .collect()
+            ("p90", "p90(amount)"),
+        ])
     }
 
     fn row(next: &mut impl FnMut() -> u64, ts: i64) -> Vec<Val<'static>> {

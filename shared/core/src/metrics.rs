@@ -627,19 +627,7 @@ mod tests {
     use crate::expr::ListScope;
 
     fn specs(defs: &[(&str, &str)]) -> Vec<MetricSpec> {
-        let names: Vec<(String, Type)> = vec![
-            ("amount".into(), Type::Float),
-            ("n".into(), Type::Int),
-            ("s".into(), Type::Str),
-            ("ts".into(), Type::Ts),
-        ];
-        let scope = ListScope {
-            names: &names,
-            kind: "column",
-        };
-        defs.iter()
-            .map(|(n, d)| MetricSpec::compile(n, d, &scope).unwrap())
-            .collect()
+        crate::testing::metric_specs(defs)
     }
 
     fn all() -> Vec<MetricSpec> {
