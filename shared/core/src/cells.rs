@@ -14,7 +14,7 @@ use crate::metrics::{Acc, CellState, FloatSum, MetricFunc, MetricSpec, Scalar};
 use crate::types::Val;
 
 /// No cell (a group without cells, the end of a group's chain).
-pub(crate) const NO_CELL: u32 = u32::MAX;
+const NO_CELL: u32 = u32::MAX;
 
 /// Head words of every cell.
 const START: usize = 0;
@@ -138,13 +138,17 @@ impl CellsByGroup {
 /// The cells of one aggregate: `stride` words per cell by cell id (ids in creation order),
 /// and `others.len()` side accumulators per cell.
 pub(crate) struct FixedCells {
+    /// Where each metric's partial lives, in metric order.
     slots: Vec<Slot>,
     /// Each metric's function (in metric order, like `slots`).
     funcs: Vec<MetricFunc>,
+    /// Words per cell.
     stride: usize,
+    /// The cells, `stride` words each, by cell id.
     words: Vec<u64>,
     /// A fresh cell's side accumulators.
     others: Vec<Acc>,
+    /// Side accumulators, `others.len()` per cell, by cell id.
     other_accs: Vec<Acc>,
     /// Each group's newest cell (the head of its chain), by group index.
     newest: Vec<u32>,
