@@ -401,17 +401,57 @@ fn record(layout: &Layout, ts: DateTime<Utc>, fields: Vec<String>) -> Vec<String
     rec
 }
 
+/// The records as CSV after the layout's header, quoted as the `csv` crate's writer quotes
+/// (`csv_core` underneath), written into memory: nothing can fail.
 fn to_csv(layout: &Layout, records: impl Iterator<Item = Vec<String>>) -> Vec<u8> {
-    let mut out = csv::WriterBuilder::new()
+    let mut w = csv_core::WriterBuilder::new()
         .delimiter(layout.delimiter)
-        .flexible(true)
-        .from_writer(Vec::new());
-    // Writing into a Vec cannot fail.
-    out.write_record(layout.header).expect("in-memory write");
+        .terminator(csv_core::Terminator::Any(b'\n'))
+        .build();
+    let mut out = Vec::new();
+    let header = layout.header.iter().map(|h| h.as_bytes());
+    write_record(&mut w, &mut out, header);
     for rec in records {
-        out.write_record(&rec).expect("in-memory write");
+        write_record(&mut w, &mut out, rec.iter().map(String::as_bytes));
     }
-    out.into_inner().expect("in-memory write")
+    out
+}
+
+/// Appends one record: its fields with delimiters between them, then the terminator.
+/// Each step gets room for its worst case (every byte a doubled quote, plus the quotes
+/// around it); a step that still reports a full buffer is simply run again.
+fn write_record<'f>(
+    w: &mut csv_core::Writer,
+    out: &mut Vec<u8>,
+    fields: impl Iterator<Item = &'f [u8]>,
+) {
+    use csv_core::WriteResult::InputEmpty;
+    for (i, mut field) in fields.enumerate() {
+        if i > 0 {
+            while step(out, 4, |buf| w.delimiter(buf)) != InputEmpty {}
+        }
+        loop {
+            let (res, nin) = step(out, 2 * field.len() + 4, |buf| {
+                let (res, nin, nout) = w.field(field, buf);
+                ((res, nin), nout)
+            });
+            field = &field[nin..];
+            if res == InputEmpty {
+                break;
+            }
+        }
+    }
+    while step(out, 4, |buf| w.terminator(buf)) != InputEmpty {}
+}
+
+/// Runs one `csv_core` write step into `room` spare bytes at the end of `out` and keeps
+/// the bytes it wrote.
+fn step<T>(out: &mut Vec<u8>, room: usize, write: impl FnOnce(&mut [u8]) -> (T, usize)) -> T {
+    let at = out.len();
+    out.resize(at + room, 0);
+    let (result, written) = write(&mut out[at..]);
+    out.truncate(at + written);
+    result
 }
 
 /// A small CSV document (the lookup tables) as a string.
@@ -428,7 +468,8 @@ pub(crate) fn csv_string(
         numeric: &[],
         hours: 0,
     };
-    String::from_utf8(to_csv(&layout, records)).expect("csv of strings is UTF-8")
+    // Only whole UTF-8 strings and ASCII punctuation go in.
+    String::from_utf8_lossy(&to_csv(&layout, records)).into_owned()
 }
 
 #[cfg(test)]
