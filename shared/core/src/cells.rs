@@ -66,10 +66,11 @@ enum Slot {
     Count(usize),
     /// `sum` of ints: i128 (two words), then the count of values.
     SumInt(usize),
-    /// `sum` / `avg` of floats: a [`FloatSum`] in four words.
-    Float(usize),
-    /// `min` / `max` of numbers or timestamps: a has-value word, then the value's bits.
-    Extreme(usize, Number),
+    /// `sum` (or `avg`, when `avg`) of floats: a [`FloatSum`] in four words.
+    Float { at: usize, avg: bool },
+    /// `min` (or `max`, when not `min`) of numbers or timestamps: a has-value word, then
+    /// the value's bits.
+    Extreme { at: usize, n: Number, min: bool },
     /// Any other accumulator: its index among the cell's `Acc`s in the side arena.
     Other(usize),
 }
@@ -140,8 +141,6 @@ impl CellsByGroup {
 pub(crate) struct FixedCells {
     /// Where each metric's partial lives, in metric order.
     slots: Vec<Slot>,
-    /// Each metric's function (in metric order, like `slots`).
-    funcs: Vec<MetricFunc>,
     /// Words per cell.
     stride: usize,
     /// The cells, `stride` words each, by cell id.
@@ -164,9 +163,13 @@ impl FixedCells {
                 (MetricFunc::Count | MetricFunc::CountIf, _) => (Slot::Count(at), 1),
                 (MetricFunc::Sum, Some(Number::Int)) => (Slot::SumInt(at), 3),
                 (MetricFunc::Sum, Some(Number::Float)) | (MetricFunc::Avg, _) => {
-                    (Slot::Float(at), 4)
+                    let avg = m.func == MetricFunc::Avg;
+                    (Slot::Float { at, avg }, 4)
                 }
-                (MetricFunc::Min | MetricFunc::Max, Some(n)) => (Slot::Extreme(at, n), 2),
+                (MetricFunc::Min | MetricFunc::Max, Some(n)) => {
+                    let min = m.func == MetricFunc::Min;
+                    (Slot::Extreme { at, n, min }, 2)
+                }
                 _ => {
                     others.push(m.new_acc());
                     (Slot::Other(others.len() - 1), 0)
@@ -177,7 +180,6 @@ impl FixedCells {
         }
         FixedCells {
             slots,
-            funcs: metrics.iter().map(|m| m.func).collect(),
             stride: at,
             words: Vec::new(),
             others,
@@ -389,20 +391,16 @@ impl FixedCells {
                         w[o + 2] += 1;
                     }
                 }
-                Slot::Float(o) => {
+                Slot::Float { at: o, .. } => {
                     if let Some(x) = v.as_f64() {
                         let mut s = read_float_sum(&w[o..]);
                         s.add(x);
                         write_float_sum(&mut w[o..], &s);
                     }
                 }
-                Slot::Extreme(o, n) => {
+                Slot::Extreme { at: o, n, min } => {
                     if let Some(bits) = n.bits(v) {
-                        let want = extreme_order(m.func);
-                        if w[o] == 0 || n.order(bits, w[o + 1]) == want {
-                            w[o] = 1;
-                            w[o + 1] = bits;
-                        }
+                        keep_extreme(&mut w[o..], n, min, bits);
                     }
                 }
                 Slot::Other(k) => self.other_accs[others + k].add(v, ts, scratch),
@@ -419,7 +417,7 @@ impl FixedCells {
         w[FIRST_EVENT] = (w[FIRST_EVENT] as i64).min(theirs[FIRST_EVENT] as i64) as u64;
         w[LAST_EVENT] = (w[LAST_EVENT] as i64).max(theirs[LAST_EVENT] as i64) as u64;
         w[FLAGS] |= theirs[FLAGS];
-        for (i, slot) in self.slots.iter().enumerate() {
+        for slot in &self.slots {
             match *slot {
                 Slot::Count(o) => w[o] += theirs[o],
                 Slot::SumInt(o) => {
@@ -427,16 +425,14 @@ impl FixedCells {
                     write_i128(&mut w[o..], sum);
                     w[o + 2] += theirs[o + 2];
                 }
-                Slot::Float(o) => {
+                Slot::Float { at: o, .. } => {
                     let mut s = read_float_sum(&w[o..]);
                     s.merge(&read_float_sum(&theirs[o..]));
                     write_float_sum(&mut w[o..], &s);
                 }
-                Slot::Extreme(o, n) => {
-                    let want = extreme_order(self.funcs[i]);
-                    if theirs[o] == 1 && (w[o] == 0 || n.order(theirs[o + 1], w[o + 1]) == want) {
-                        w[o] = 1;
-                        w[o + 1] = theirs[o + 1];
+                Slot::Extreme { at: o, n, min } => {
+                    if theirs[o] == 1 {
+                        keep_extreme(&mut w[o..], n, min, theirs[o + 1]);
                     }
                 }
                 Slot::Other(k) => {
@@ -456,15 +452,14 @@ impl FixedCells {
                 sum: read_i128(&w[o..]),
                 n: w[o + 2],
             },
-            Slot::Float(o) => match self.funcs[i] {
-                MetricFunc::Avg => Acc::Avg(read_float_sum(&w[o..])),
-                _ => Acc::SumFloat(read_float_sum(&w[o..])),
-            },
-            Slot::Extreme(o, n) => {
+            Slot::Float { at: o, avg: true } => Acc::Avg(read_float_sum(&w[o..])),
+            Slot::Float { at: o, avg: false } => Acc::SumFloat(read_float_sum(&w[o..])),
+            Slot::Extreme { at: o, n, min } => {
                 let v = (w[o] == 1).then(|| n.scalar(w[o + 1]));
-                match self.funcs[i] {
-                    MetricFunc::Min => Acc::Min(v),
-                    _ => Acc::Max(v),
+                if min {
+                    Acc::Min(v)
+                } else {
+                    Acc::Max(v)
                 }
             }
             Slot::Other(k) => self.cell_others(cell)[k].clone(),
@@ -476,11 +471,11 @@ impl FixedCells {
         let w = self.cell_words(cell);
         match self.slots[i] {
             Slot::Count(o) => Val::Int(i64::try_from(w[o]).unwrap_or(i64::MAX)),
-            Slot::Extreme(o, n) if w[o] == 1 => n.scalar(w[o + 1]).as_val().into_owned(),
-            Slot::Extreme(..) => Val::Null,
+            Slot::Extreme { at: o, n, .. } if w[o] == 1 => n.scalar(w[o + 1]).as_val().into_owned(),
+            Slot::Extreme { .. } => Val::Null,
             Slot::Other(k) => self.cell_others(cell)[k].val(),
             // Sums and averages as their accumulator computes them.
-            Slot::SumInt(_) | Slot::Float(_) => self.acc(cell, i).val().into_owned(),
+            Slot::SumInt(_) | Slot::Float { .. } => self.acc(cell, i).val().into_owned(),
         }
     }
 
@@ -497,11 +492,17 @@ impl FixedCells {
     }
 }
 
-fn extreme_order(f: MetricFunc) -> std::cmp::Ordering {
-    if f == MetricFunc::Min {
+/// Keeps `bits` in a min (`min`) or max slot (`w`: has-value word, then the value's bits)
+/// when the slot is empty or `bits` beats its value.
+fn keep_extreme(w: &mut [u64], n: Number, min: bool, bits: u64) {
+    let want = if min {
         std::cmp::Ordering::Less
     } else {
         std::cmp::Ordering::Greater
+    };
+    if w[0] == 0 || n.order(bits, w[1]) == want {
+        w[0] = 1;
+        w[1] = bits;
     }
 }
 

@@ -481,7 +481,7 @@ fn write_fixed_csv<W: std::io::Write>(
         let rest = match later {
             Ok(handle) => handle
                 .join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("an output thread panicked"))),
+                .unwrap_or_else(|e| std::panic::resume_unwind(e)),
             // No second thread: the second half on this one.
             Err(_) => write_second(),
         };
