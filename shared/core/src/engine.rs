@@ -19,6 +19,7 @@ use crate::cells::{CellsByGroup, FixedCells, GroupRef};
 use crate::definition::{BadRowPolicy, Dialect, LatePolicy, Pipeline};
 use crate::metrics::{Acc, CellState, MetricSpec};
 use crate::reader;
+use crate::records::{Record, RecordReader};
 use crate::types::{
     parse_bool_bytes, parse_float_bytes, parse_int_bytes, ColumnType, TimeParser, Val,
 };
@@ -120,20 +121,13 @@ pub enum FileError {
         line: u64,
         reason: String,
     },
-    #[error("{file}: line {line}: CSV error: {source}")]
-    Csv {
-        file: String,
-        line: u64,
-        #[source]
-        source: csv::Error,
-    },
 }
 
 impl FileError {
     /// The error of a part of a file whose first line is `shift` lines into the file.
     pub(crate) fn shift_lines(mut self, shift: u64) -> Self {
         match &mut self {
-            FileError::BadRowFail { line, .. } | FileError::Csv { line, .. } => *line += shift,
+            FileError::BadRowFail { line, .. } => *line += shift,
             FileError::Io { .. }
             | FileError::Decompress { .. }
             | FileError::MissingColumn { .. } => {}
@@ -149,21 +143,6 @@ impl FileError {
 }
 
 const MAX_RECORD_TEXT: usize = 4096;
-
-pub(crate) fn reader_builder(d: &Dialect) -> csv::ReaderBuilder {
-    let mut b = csv::ReaderBuilder::new();
-    b.has_headers(false)
-        .flexible(true)
-        .delimiter(d.delimiter)
-        .escape(d.escape)
-        .comment(d.comment)
-        .buffer_capacity(64 * 1024);
-    match d.quote {
-        Some(q) => b.quote(q),
-        None => b.quoting(false),
-    };
-    b
-}
 
 /// One group (distinct group-key value) of an aggregate while a file is processed.
 struct Group {
@@ -640,9 +619,7 @@ pub(crate) fn process_part<'p, R: Read>(
     reader: R,
     part: Part,
 ) -> Result<(Processed<'p>, Option<Boundary>), FileError> {
-    let d = &pipeline.dialect;
-    let mut rdr = reader_builder(d).from_reader(reader);
-    let mut rec = csv::ByteRecord::new();
+    let mut rdr = RecordReader::new(&pipeline.dialect, reader);
     let mut ctx = Ctx {
         pipeline,
         file: input.name.to_string(),
@@ -662,12 +639,12 @@ pub(crate) fn process_part<'p, R: Read>(
         watermark_ms: input.watermark_ms,
     };
     let bytes_read =
-        |rdr: &csv::Reader<R>, ctx: &Ctx<'_>| rdr.position().byte() + ctx.byte_base - part.start;
+        |rdr: &RecordReader<R>, ctx: &Ctx<'_>| rdr.position().byte + ctx.byte_base - part.start;
 
     // Column layout.
     let names: Vec<String> = match part.names {
         Some(names) => names,
-        None => match column_names(pipeline, &mut rdr, &mut rec, input.name)? {
+        None => match column_names(pipeline, &mut rdr, input.name)? {
             Some(names) => names,
             None => {
                 ctx.report.stats.bytes = bytes_read(&rdr, &ctx);
@@ -688,12 +665,12 @@ pub(crate) fn process_part<'p, R: Read>(
     }
     ctx.nfields = names.len();
 
-    while read(&mut rdr, &mut rec, input.name)? {
-        if let (Some(stop), Some(pos)) = (part.stop_at, rec.position()) {
-            let byte = pos.byte() + ctx.byte_base;
+    while let Some(rec) = read(&mut rdr, input.name)? {
+        if let Some(stop) = part.stop_at {
+            let byte = rec.position.byte + ctx.byte_base;
             if byte >= stop {
                 ctx.report.stats.bytes = byte - part.start;
-                let line = pos.line();
+                let line = rec.position.line;
                 return Ok((Processed::new(ctx), Some(Boundary { byte, line })));
             }
         }
@@ -707,8 +684,7 @@ pub(crate) fn process_part<'p, R: Read>(
 /// definition gives for a file without one.
 pub(crate) fn column_names<R: Read>(
     pipeline: &Pipeline,
-    rdr: &mut csv::Reader<R>,
-    rec: &mut csv::ByteRecord,
+    rdr: &mut RecordReader<R>,
     file: &str,
 ) -> Result<Option<Vec<String>>, FileError> {
     let d = &pipeline.dialect;
@@ -718,47 +694,28 @@ pub(crate) fn column_names<R: Read>(
             None => pipeline.columns.iter().map(|c| c.name.clone()).collect(),
         }));
     }
-    if !read(rdr, rec, file)? {
-        return Ok(None);
-    }
-    Ok(Some(
+    Ok(read(rdr, file)?.map(|rec| {
         rec.iter()
             .map(|f| String::from_utf8_lossy(f).trim().to_string())
-            .collect(),
-    ))
+            .collect()
+    }))
 }
 
-fn read<R: Read>(
-    rdr: &mut csv::Reader<R>,
-    rec: &mut csv::ByteRecord,
+/// The next record; a failed read is a decompression or an I/O error.
+fn read<'r, R: Read>(
+    rdr: &'r mut RecordReader<R>,
     file: &str,
-) -> Result<bool, FileError> {
-    rdr.read_byte_record(rec).map_err(|e| {
-        let line = e.position().map_or(rdr.position().line(), |p| p.line());
-        if !e.is_io_error() {
-            return FileError::Csv {
-                file: file.to_string(),
-                line,
-                source: e,
-            };
-        }
-        match e.into_kind() {
-            csv::ErrorKind::Io(io) => match reader::as_decompress(&io) {
-                Some((codec, _)) => FileError::Decompress {
-                    file: file.to_string(),
-                    codec,
-                    source: io,
-                },
-                None => FileError::Io {
-                    file: file.to_string(),
-                    source: io,
-                },
-            },
-            _ => FileError::Io {
-                file: file.to_string(),
-                source: std::io::Error::other("CSV reader error"),
-            },
-        }
+) -> Result<Option<Record<'r>>, FileError> {
+    rdr.read().map_err(|io| match reader::as_decompress(&io) {
+        Some((codec, _)) => FileError::Decompress {
+            file: file.to_string(),
+            codec,
+            source: io,
+        },
+        None => FileError::Io {
+            file: file.to_string(),
+            source: io,
+        },
     })
 }
 
@@ -846,7 +803,7 @@ fn excerpt(raw: &[u8]) -> String {
 }
 
 impl Ctx<'_> {
-    fn row(&mut self, rec: &csv::ByteRecord) -> Result<(), FileError> {
+    fn row(&mut self, rec: &Record<'_>) -> Result<(), FileError> {
         let p = self.pipeline;
         let d = &p.dialect;
         if rec.len() != self.nfields {
@@ -856,7 +813,7 @@ impl Ctx<'_> {
         let mut row: SmallVec<[Val<'_>; 16]> = SmallVec::with_capacity(p.columns.len());
         // An ASCII record is valid UTF-8 throughout: string columns nobody reads need no
         // further check (they stay null in `row`, where nothing looks at them).
-        let ascii = rec.as_slice().is_ascii();
+        let ascii = rec.is_ascii();
         for ((c, &i), &read) in p.columns.iter().zip(&self.layout).zip(&self.read) {
             let raw = rec.get(i).unwrap_or_default();
             if !read && ascii && c.ty == ColumnType::String {
@@ -882,7 +839,7 @@ impl Ctx<'_> {
             let v = d.expr.eval(&row).into_owned();
             row.push(v);
         }
-        let line = rec.position().map_or(0, |q| q.line());
+        let line = rec.position.line;
         for rule in &p.row_rules {
             if rule.cond.matches(&row) {
                 self.report.row_alerts.push(RowAlert {
@@ -1011,10 +968,9 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn bad(&mut self, rec: &csv::ByteRecord, reason: String) -> Result<(), FileError> {
+    fn bad(&mut self, rec: &Record<'_>, reason: String) -> Result<(), FileError> {
         self.report.stats.bad += 1;
-        let pos = rec.position();
-        let line = pos.map_or(0, |q| q.line());
+        let line = rec.position.line;
         match self.pipeline.dialect.on_bad_row {
             BadRowPolicy::Skip => Ok(()),
             BadRowPolicy::Fail => Err(FileError::BadRowFail {
@@ -1026,7 +982,7 @@ impl Ctx<'_> {
                 self.report.bad_rows.push(BadRow {
                     file: self.file.clone(),
                     line,
-                    byte_offset: pos.map_or(0, |q| q.byte()) + self.byte_base,
+                    byte_offset: rec.position.byte + self.byte_base,
                     reason,
                     record: render(&self.pipeline.dialect, rec),
                 });
@@ -1154,15 +1110,15 @@ fn merge_session(sessions: &mut BTreeMap<i64, CellState>, gap: i64, start: i64, 
 }
 
 /// Re-encodes a record in the dialect (for quarantine), lossy UTF-8, bounded length.
-fn render(d: &Dialect, rec: &csv::ByteRecord) -> String {
+fn render(d: &Dialect, rec: &Record<'_>) -> String {
     let mut w = csv::WriterBuilder::new()
         .delimiter(d.delimiter)
         .quote(d.quote.unwrap_or(b'"'))
         .terminator(csv::Terminator::Any(b'\n'))
         .from_writer(Vec::new());
-    let bytes = match w.write_byte_record(rec) {
+    let bytes = match w.write_record(rec.iter()) {
         Ok(()) => w.into_inner().unwrap_or_default(),
-        Err(_) => rec.as_slice().to_vec(),
+        Err(_) => rec.iter().collect::<Vec<_>>().join(&d.delimiter),
     };
     let mut s = String::from_utf8_lossy(&bytes).into_owned();
     if s.ends_with('\n') {

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod output;
 pub mod ports;
 mod reader;
+mod records;
 pub mod resources;
 pub mod rules;
 pub mod run;

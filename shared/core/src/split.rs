@@ -10,10 +10,10 @@ use std::path::Path;
 
 use crate::definition::Pipeline;
 use crate::engine::{
-    column_names, process, process_part, reader_builder, Boundary, FileError, FileInput, Part,
-    Processed,
+    column_names, process, process_part, Boundary, FileError, FileInput, Part, Processed,
 };
 use crate::reader;
+use crate::records::RecordReader;
 
 /// Files smaller than this per thread are not worth cutting.
 const MIN_PART_BYTES: u64 = 4 << 20;
@@ -63,8 +63,8 @@ fn process_in_parts<'p>(
     let cuts = cuts(&mut probe, len, parts).map_err(io_error)?;
     let names = {
         probe.seek(SeekFrom::Start(0)).map_err(io_error)?;
-        let mut rdr = reader_builder(&pipeline.dialect).from_reader(skip_bom(probe, input)?.0);
-        match column_names(pipeline, &mut rdr, &mut csv::ByteRecord::new(), input.name)? {
+        let mut rdr = RecordReader::new(&pipeline.dialect, skip_bom(probe, input)?.0);
+        match column_names(pipeline, &mut rdr, input.name)? {
             Some(names) => names,
             None => return one_pass(file),
         }
