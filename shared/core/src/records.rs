@@ -57,6 +57,9 @@ impl<'a> Record<'a> {
 struct Stops {
     delimiter: u8,
     vectors: [u8x16; 4],
+    /// Whether records may be split in place at all: not when the delimiter is a line
+    /// break or the quote, which only `csv_core` sorts out.
+    usable: bool,
 }
 
 impl Stops {
@@ -65,6 +68,7 @@ impl Stops {
         Stops {
             delimiter: d.delimiter,
             vectors: bytes.map(u8x16::splat),
+            usable: !matches!(d.delimiter, b'\n' | b'\r') && Some(d.delimiter) != d.quote,
         }
     }
 
@@ -183,6 +187,9 @@ impl<R: Read> RecordReader<R> {
     /// a carriage return or a line feed ends it.
     #[inline]
     fn split(&mut self) -> Split {
+        if !self.stops.usable {
+            return Split::Parse;
+        }
         let filled = self.filled;
         let buf = &self.buf[..filled];
         let mut start = self.at;
@@ -261,6 +268,11 @@ impl<R: Read> RecordReader<R> {
         self.core.reset();
         let (mut out, mut nends) = (0, 0);
         loop {
+            // Empty input tells `csv_core` the stream ended: only give it that at the end.
+            if self.at == self.filled && !self.eof {
+                self.refill()?;
+                continue;
+            }
             let input = &self.buf[self.at..self.filled];
             let (result, nin, nout, nend) =
                 self.core
@@ -270,11 +282,7 @@ impl<R: Read> RecordReader<R> {
             out += nout;
             nends += nend;
             match result {
-                csv_core::ReadRecordResult::InputEmpty => {
-                    if !self.eof {
-                        self.refill()?;
-                    }
-                }
+                csv_core::ReadRecordResult::InputEmpty => {}
                 csv_core::ReadRecordResult::OutputFull => {
                     self.parsed.resize(self.parsed.len() * 2, 0);
                 }
@@ -401,6 +409,9 @@ mod tests {
             dialect(b';', Some(b'\''), Some(b'\\'), Some(b'#')),
             dialect(b'\t', None, None, Some(b'#')),
             dialect(b',', Some(b'"'), Some(b'\\'), None),
+            // Only `csv_core` reads these.
+            dialect(b'\n', Some(b'"'), None, None),
+            dialect(b'"', Some(b'"'), None, None),
         ];
         let alphabet = b"ab,;\t\"'\\#\r\n \xc3\xa9";
         let mut next = crate::testing::xorshift(11);
