@@ -706,11 +706,17 @@ fn compile_pipeline(raw: RawPipeline, files: &dyn FileLoader) -> Result<Pipeline
     } else {
         one_byte(p, "delimiter", &c.delimiter)?
     };
+    if matches!(delimiter, b'\n' | b'\r') {
+        return Err(invalid(p, "csv.delimiter", "must not be a line break"));
+    }
     let quote = if c.quote.is_empty() {
         None
     } else {
         Some(one_byte(p, "quote", &c.quote)?)
     };
+    if quote == Some(delimiter) {
+        return Err(invalid(p, "csv.quote", "must differ from the delimiter"));
+    }
     let escape = c
         .escape
         .as_deref()
@@ -1214,6 +1220,16 @@ row = "amount > 5000"
                 "when = \"xborder >= 3\"",
                 "when = \"xborder\"",
                 "pipeline \"card-transactions\": alert \"cross_border_burst\" when: condition \"xborder\" is int, expected bool",
+            ),
+            (
+                "delimiter = \",\"",
+                "delimiter = \"\\n\"",
+                "pipeline \"card-transactions\": csv.delimiter: must not be a line break",
+            ),
+            (
+                "delimiter = \",\"",
+                "delimiter = \",\"\nquote = \",\"",
+                "pipeline \"card-transactions\": csv.quote: must differ from the delimiter",
             ),
             (
                 "on_bad_row = \"quarantine\"",
