@@ -22,7 +22,7 @@ use crate::metrics::{Acc, CellState, MetricSpec};
 use crate::reader;
 use crate::records::{Record, RecordReader};
 use crate::types::{
-    parse_bool_bytes, parse_float_bytes, parse_int_bytes, ColumnType, TimeParser, Val,
+    parse_bool_bytes, parse_float_bytes, parse_int_bytes, ColumnType, DayCache, TimeParser, Val,
 };
 use crate::window::WindowSpec;
 
@@ -295,6 +295,8 @@ struct Ctx<'p> {
     keybuf: Vec<u8>,
     scratch: String,
     session_keys: Vec<i64>,
+    /// The last timestamp's date, parsed once for the rows that share it.
+    days: DayCache,
     /// Offset in the file of the reader's first byte (a skipped BOM, or where a part
     /// starts): record positions plus this are file offsets.
     byte_base: u64,
@@ -636,6 +638,7 @@ pub(crate) fn process_part<'p, R: Read>(
         keybuf: Vec::with_capacity(64),
         scratch: String::new(),
         session_keys: Vec::new(),
+        days: DayCache::default(),
         byte_base: part.byte_base,
         watermark_ms: input.watermark_ms,
     };
@@ -729,6 +732,7 @@ fn parse_field<'r>(
     ty: ColumnType,
     null: &[u8],
     tp: &TimeParser,
+    days: &mut DayCache,
 ) -> Result<Val<'r>, &'static str> {
     if raw == null {
         return Ok(Val::Null);
@@ -741,7 +745,7 @@ fn parse_field<'r>(
         ColumnType::Int => parse_int_bytes(raw).map(Val::Int).ok_or("bad int"),
         ColumnType::Float => parse_float_bytes(raw).map(Val::Float).ok_or("bad float"),
         ColumnType::Bool => parse_bool_bytes(raw).map(Val::Bool).ok_or("bad bool"),
-        ColumnType::Timestamp => tp.parse_bytes(raw).map(Val::Ts),
+        ColumnType::Timestamp => tp.parse_bytes_cached(raw, days).map(Val::Ts),
     };
     typed.map_err(|why| match std::str::from_utf8(raw) {
         Ok(_) => why,
@@ -811,7 +815,7 @@ impl Ctx<'_> {
             let reason = format!("expected {} fields, found {}", self.nfields, rec.len());
             return self.bad(rec, reason);
         }
-        let mut row: SmallVec<[Val<'_>; 16]> = SmallVec::with_capacity(p.columns.len());
+        let mut row: SmallVec<[Val<'_>; 16]> = SmallVec::new();
         // An ASCII record is valid UTF-8 throughout: string columns nobody reads need no
         // further check (they stay null in `row`, where nothing looks at them).
         let ascii = rec.is_ascii();
@@ -821,7 +825,7 @@ impl Ctx<'_> {
                 row.push(Val::Null);
                 continue;
             }
-            match parse_field(raw, c.ty, d.null.as_bytes(), &p.time.parser) {
+            match parse_field(raw, c.ty, d.null.as_bytes(), &p.time.parser, &mut self.days) {
                 Ok(v) => row.push(v),
                 Err(why) => {
                     let reason = format!("column \"{}\": {why}: \"{}\"", c.name, excerpt(raw));

@@ -273,8 +273,21 @@ impl TimeParser {
         }
     }
 
+    /// [`Self::parse_bytes`], remembering the last RFC 3339 date in `days` (the rows of a
+    /// file mostly share their date).
+    pub fn parse_bytes_cached(&self, b: &[u8], days: &mut DayCache) -> Result<i64, &'static str> {
+        match &self.format {
+            TimeFormat::Rfc3339 => self.rfc3339_with(b.trim_ascii(), days),
+            _ => self.parse_bytes(b),
+        }
+    }
+
     fn rfc3339(&self, b: &[u8]) -> Result<i64, &'static str> {
-        let p = parse_iso(b).ok_or("bad rfc3339 timestamp")?;
+        self.rfc3339_with(b, &mut DayCache::default())
+    }
+
+    fn rfc3339_with(&self, b: &[u8], days: &mut DayCache) -> Result<i64, &'static str> {
+        let p = parse_iso(b, days).ok_or("bad rfc3339 timestamp")?;
         match p.offset_min {
             Some(off) => Ok(p.naive_ms - i64::from(off) * 60_000),
             None => self.localize(p.naive_ms),
@@ -380,8 +393,22 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
-/// Fast RFC 3339 parser: `YYYY-MM-DD[T| ]HH:MM[:SS[.fff…]][Z|±HH:MM|±HHMM]`.
-fn parse_iso(b: &[u8]) -> Option<Iso> {
+/// The date of the last RFC 3339 timestamp parsed, and its day number.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DayCache {
+    /// `YYYY-MM-DD` (all zeros, which is no date, before the first).
+    date: [u8; 10],
+    days: i64,
+}
+
+/// The day number of the date `YYYY-MM-DD` that `b` starts with, from `cache` when it is
+/// the same date as last time.
+#[inline]
+fn iso_days(b: &[u8], cache: &mut DayCache) -> Option<i64> {
+    let date = b.get(..10)?;
+    if date == cache.date {
+        return Some(cache.days);
+    }
     let y = i64::from(digits(b, 0, 4)?);
     if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') {
         return None;
@@ -391,6 +418,15 @@ fn parse_iso(b: &[u8]) -> Option<Iso> {
     if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y, mo) {
         return None;
     }
+    let days = days_from_civil(y, mo, d);
+    cache.date.copy_from_slice(date);
+    cache.days = days;
+    Some(days)
+}
+
+/// Fast RFC 3339 parser: `YYYY-MM-DD[T| ]HH:MM[:SS[.fff…]][Z|±HH:MM|±HHMM]`.
+fn parse_iso(b: &[u8], cache: &mut DayCache) -> Option<Iso> {
+    let days = iso_days(b, cache)?;
     if !matches!(b.get(10), Some(b'T' | b't' | b' ')) || b.get(13) != Some(&b':') {
         return None;
     }
@@ -447,7 +483,6 @@ fn parse_iso(b: &[u8]) -> Option<Iso> {
         }
         _ => return None,
     };
-    let days = days_from_civil(y, mo, d);
     let secs = days * 86_400 + i64::from(h * 3600 + mi * 60 + sec);
     Some(Iso {
         naive_ms: secs * 1000 + i64::from(ms),
@@ -581,6 +616,38 @@ mod tests {
             let std = c.trim_ascii().parse::<f64>().ok();
             let ours = parse_float(c);
             assert_eq!(ours.map(f64::to_bits), std.map(f64::to_bits), "{c:?}");
+        }
+    }
+
+    /// A date cache shared by a run of timestamps gives what parsing each alone gives,
+    /// bad times on a cached date and bad dates included.
+    #[test]
+    fn rfc3339_day_cache_changes_nothing() {
+        let texts = [
+            "2026-11-20T00:10:00Z",
+            "2026-11-20T23:59:60Z",
+            "2026-11-20T24:00:00Z",
+            "2026-11-20T00:10:00",
+            "2026-11-20 01:10+01:00",
+            "2026-11-20Tjunk",
+            "2026-11-20",
+            "2026-11-2",
+            "  2026-11-20T00:10:00.5Z ",
+            "2026-11-21T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2026-02-30T00:00:00Z",
+            "2024-02-29T12:00:00.25-05:00",
+            "2024-02-29T12:00:00Z",
+            "2026-03-29T02:30:00",
+            "2026-11-20T00:10:00Z",
+        ];
+        for tz in [None, Some("Europe/Paris")] {
+            let t = p(TimeFormat::Rfc3339, tz);
+            let mut days = DayCache::default();
+            for text in texts {
+                let cached = t.parse_bytes_cached(text.as_bytes(), &mut days);
+                assert_eq!(cached, t.parse(text), "{text:?} in {tz:?}");
+            }
         }
     }
 
