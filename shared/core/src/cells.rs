@@ -246,6 +246,19 @@ impl FixedCells {
         id
     }
 
+    /// [`Self::cell`] for the tumbling window of `size` ms that holds `ts`: the group's
+    /// last cell when its window holds `ts` (found without a division).
+    #[inline]
+    pub fn tumbling_cell(&mut self, r: &mut GroupRef, ts: i64, size: i64) -> u32 {
+        let in_last = ts
+            .checked_sub(r.last_start)
+            .is_some_and(|d| (0..size).contains(&d));
+        if in_last && r.last_cell != NO_CELL {
+            return r.last_cell;
+        }
+        self.cell(r, ts - ts.rem_euclid(size))
+    }
+
     /// [`Self::cell`] for a window at or before the group's newest one, or of an
     /// unordered group.
     fn find_or_push(&mut self, r: &mut GroupRef, start: i64) -> u32 {

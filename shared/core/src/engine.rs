@@ -957,7 +957,7 @@ impl Ctx<'_> {
                     cell.reopened |= reopened;
                 }
                 WindowSpec::Tumbling { size_ms } => {
-                    let cell = table.fixed.cell(r, ts - ts.rem_euclid(size_ms));
+                    let cell = table.fixed.tumbling_cell(r, ts, size_ms);
                     table
                         .fixed
                         .update(cell, metrics, &row, ts, reopened, scratch);
