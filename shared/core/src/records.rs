@@ -1,7 +1,7 @@
 //! Reading CSV records: a record without quotes is split where it lies in the buffer,
-//! 16 bytes at a time (SIMD compares through `wide`); any other record (a quote, a
-//! comment line, a bare carriage return) is parsed by `csv_core`, so the dialect rules
-//! are those of the `csv` crate, and so are record positions.
+//! 16 bytes at a time (SIMD compares through `wide`); any other record (one with a quote,
+//! or a comment line) is parsed by `csv_core`, so the dialect rules are those of the `csv`
+//! crate, and so are record positions.
 
 use std::io::{self, Read};
 
@@ -12,6 +12,16 @@ use crate::definition::Dialect;
 /// Buffer size: small enough for the bytes read to stay in the core's cache while their
 /// records are typed (128 KiB measured slower); records longer than this grow it.
 const BUFFER_BYTES: usize = 64 * 1024;
+
+/// Field bounds are `u32`: a longer record is an error, not a wrap-around.
+const MAX_RECORD_BYTES: usize = u32::MAX as usize;
+
+fn too_long() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        "a CSV record is longer than 4 GiB",
+    )
+}
 
 /// Where a record is: the reader's position when it began reading it, as the `csv` crate
 /// reports it (blank lines before the record are included).
@@ -285,6 +295,9 @@ impl<R: Read> RecordReader<R> {
             match result {
                 csv_core::ReadRecordResult::InputEmpty => {}
                 csv_core::ReadRecordResult::OutputFull => {
+                    if self.parsed.len() >= MAX_RECORD_BYTES {
+                        return Err(too_long());
+                    }
                     self.parsed.resize(self.parsed.len() * 2, 0);
                 }
                 csv_core::ReadRecordResult::OutputEndsFull => {
@@ -313,6 +326,9 @@ impl<R: Read> RecordReader<R> {
         self.filled -= self.at;
         self.at = 0;
         if self.filled == self.buf.len() {
+            if self.buf.len() >= MAX_RECORD_BYTES {
+                return Err(too_long());
+            }
             self.buf.resize(self.buf.len() * 2, 0);
         }
         loop {
