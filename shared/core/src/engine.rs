@@ -745,7 +745,7 @@ fn parse_field<'r>(
         ColumnType::Int => parse_int_bytes(raw).map(Val::Int).ok_or("bad int"),
         ColumnType::Float => parse_float_bytes(raw).map(Val::Float).ok_or("bad float"),
         ColumnType::Bool => parse_bool_bytes(raw).map(Val::Bool).ok_or("bad bool"),
-        ColumnType::Timestamp => tp.parse_bytes_cached(raw, days).map(Val::Ts),
+        ColumnType::Timestamp => tp.parse_bytes(raw, days).map(Val::Ts),
     };
     typed.map_err(|why| match std::str::from_utf8(raw) {
         Ok(_) => why,

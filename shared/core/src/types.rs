@@ -264,29 +264,17 @@ pub struct TimeParser {
 }
 
 impl TimeParser {
-    /// Parses one raw field: RFC 3339 straight from the bytes, other formats as text
-    /// (`"invalid UTF-8"` when it is not); the error is a short reason.
-    pub fn parse_bytes(&self, b: &[u8]) -> Result<i64, &'static str> {
+    /// Parses one raw field: RFC 3339 straight from the bytes, remembering its date in
+    /// `days` (the rows of a file mostly share their date); other formats as text
+    /// (`"invalid UTF-8"` when it is not). The error is a short reason.
+    pub fn parse_bytes(&self, b: &[u8], days: &mut DayCache) -> Result<i64, &'static str> {
         match &self.format {
-            TimeFormat::Rfc3339 => self.rfc3339(b.trim_ascii()),
+            TimeFormat::Rfc3339 => self.rfc3339(b.trim_ascii(), days),
             _ => self.parse(std::str::from_utf8(b).map_err(|_| "invalid UTF-8")?),
         }
     }
 
-    /// [`Self::parse_bytes`], remembering the last RFC 3339 date in `days` (the rows of a
-    /// file mostly share their date).
-    pub fn parse_bytes_cached(&self, b: &[u8], days: &mut DayCache) -> Result<i64, &'static str> {
-        match &self.format {
-            TimeFormat::Rfc3339 => self.rfc3339_with(b.trim_ascii(), days),
-            _ => self.parse_bytes(b),
-        }
-    }
-
-    fn rfc3339(&self, b: &[u8]) -> Result<i64, &'static str> {
-        self.rfc3339_with(b, &mut DayCache::default())
-    }
-
-    fn rfc3339_with(&self, b: &[u8], days: &mut DayCache) -> Result<i64, &'static str> {
+    fn rfc3339(&self, b: &[u8], days: &mut DayCache) -> Result<i64, &'static str> {
         let p = parse_iso(b, days).ok_or("bad rfc3339 timestamp")?;
         match p.offset_min {
             Some(off) => Ok(p.naive_ms - i64::from(off) * 60_000),
@@ -298,7 +286,7 @@ impl TimeParser {
     pub fn parse(&self, s: &str) -> Result<i64, &'static str> {
         let s = s.trim_ascii();
         match &self.format {
-            TimeFormat::Rfc3339 => self.rfc3339(s.as_bytes()),
+            TimeFormat::Rfc3339 => self.rfc3339(s.as_bytes(), &mut DayCache::default()),
             TimeFormat::EpochS => parse_epoch(s, 1000).ok_or("bad epoch_s timestamp"),
             TimeFormat::EpochMs => parse_epoch(s, 1).ok_or("bad epoch_ms timestamp"),
             TimeFormat::Pattern {
@@ -645,7 +633,7 @@ mod tests {
             let t = p(TimeFormat::Rfc3339, tz);
             let mut days = DayCache::default();
             for text in texts {
-                let cached = t.parse_bytes_cached(text.as_bytes(), &mut days);
+                let cached = t.parse_bytes(text.as_bytes(), &mut days);
                 assert_eq!(cached, t.parse(text), "{text:?} in {tz:?}");
             }
         }
