@@ -816,15 +816,20 @@ impl Ctx<'_> {
             return self.bad(rec, reason);
         }
         let mut row: SmallVec<[Val<'_>; 16]> = SmallVec::new();
-        // An ASCII record is valid UTF-8 throughout: string columns nobody reads need no
-        // further check (they stay null in `row`, where nothing looks at them).
-        let ascii = rec.is_ascii();
+        // An ASCII record is valid UTF-8 throughout: its string fields need no further
+        // check, and those nobody reads stay null in `row`, where nothing looks at them.
+        let ascii = rec.as_ascii();
         for ((c, &i), &read) in p.columns.iter().zip(&self.layout).zip(&self.read) {
-            let raw = rec.get(i).unwrap_or_default();
-            if !read && ascii && c.ty == ColumnType::String {
-                row.push(Val::Null);
+            if let (Some(text), ColumnType::String) = (ascii, c.ty) {
+                let s = text.get(i).unwrap_or_default();
+                row.push(if read && s != d.null {
+                    Val::Str(s.into())
+                } else {
+                    Val::Null
+                });
                 continue;
             }
+            let raw = rec.get(i).unwrap_or_default();
             match parse_field(raw, c.ty, d.null.as_bytes(), &p.time.parser, &mut self.days) {
                 Ok(v) => row.push(v),
                 Err(why) => {
