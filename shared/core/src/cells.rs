@@ -9,6 +9,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::arena::WordArena;
 use crate::expr::Type;
 use crate::metrics::{Acc, CellState, FloatSum, MetricFunc, MetricSpec, Scalar};
 use crate::types::Val;
@@ -136,15 +137,13 @@ impl CellsByGroup {
     }
 }
 
-/// The cells of one aggregate: `stride` words per cell by cell id (ids in creation order),
+/// The cells of one aggregate: a run of words per cell by cell id (ids in creation order),
 /// and `others.len()` side accumulators per cell.
 pub(crate) struct FixedCells {
     /// Where each metric's partial lives, in metric order.
     slots: Vec<Slot>,
-    /// Words per cell.
-    stride: usize,
-    /// The cells, `stride` words each, by cell id.
-    words: Vec<u64>,
+    /// The cells, the same number of words each, by cell id.
+    words: WordArena,
     /// A fresh cell's side accumulators.
     others: Vec<Acc>,
     /// Side accumulators, `others.len()` per cell, by cell id.
@@ -180,8 +179,7 @@ impl FixedCells {
         }
         FixedCells {
             slots,
-            stride: at,
-            words: Vec::new(),
+            words: WordArena::new(at),
             others,
             other_accs: Vec::new(),
             newest: Vec::new(),
@@ -191,12 +189,11 @@ impl FixedCells {
 
     /// The number of cells.
     pub fn count(&self) -> usize {
-        self.words.len() / self.stride
+        self.words.len()
     }
 
     fn cell_words(&self, cell: u32) -> &[u64] {
-        let at = cell as usize * self.stride;
-        &self.words[at..at + self.stride]
+        self.words.get(cell)
     }
 
     fn cell_others(&self, cell: u32) -> &[Acc] {
@@ -209,18 +206,16 @@ impl FixedCells {
     /// apart keeps many misses in flight before the cells are read one by one.
     #[inline]
     pub fn touch(&self, cell: u32) {
-        let at = cell as usize * self.stride;
-        if let Some(w) = self.words.get(at..at + self.stride) {
-            // One word per 64-byte line, whatever the cell's alignment.
-            for word in w.iter().step_by(8).chain(w.last()) {
-                std::hint::black_box(*word);
-            }
+        let w = self.words.get(cell);
+        // One word per 64-byte line, whatever the cell's alignment.
+        for word in w.iter().step_by(8).chain(w.last()) {
+            std::hint::black_box(*word);
         }
     }
 
     /// A cell's window start.
     pub fn start(&self, cell: u32) -> i64 {
-        self.words[cell as usize * self.stride + START] as i64
+        self.words.get(cell)[START] as i64
     }
 
     /// The id of the cell (r's group, start), created empty if new; `r` remembers it as
@@ -295,7 +290,7 @@ impl FixedCells {
     }
 
     fn prev(&self, cell: u32) -> u32 {
-        self.words[cell as usize * self.stride + LINK] as u32
+        self.words.get(cell)[LINK] as u32
     }
 
     /// The group's cells, newest first (creation order, reversed).
@@ -310,7 +305,7 @@ impl FixedCells {
     /// Every cell's (window start, id), grouped by group and by start within a group, from
     /// one pass over the arena (a counting sort by group).
     pub fn by_group(&self) -> CellsByGroup {
-        let group = |id: usize| (self.words[id * self.stride + LINK] >> 32) as usize;
+        let group = |id: usize| (self.words.get(id as u32)[LINK] >> 32) as usize;
         let mut offsets = vec![0usize; self.newest.len() + 1];
         for id in 0..self.count() {
             offsets[group(id) + 1] += 1;
@@ -341,7 +336,7 @@ impl FixedCells {
             self.newest.resize(g as usize + 1, NO_CELL);
         }
         let prev = std::mem::replace(&mut self.newest[g as usize], id);
-        self.words.extend_from_slice(&[
+        self.words.push(&[
             start as u64,
             0,
             i64::MAX as u64,
@@ -349,8 +344,6 @@ impl FixedCells {
             u64::from(prev) | u64::from(g) << 32,
             0,
         ]);
-        self.words
-            .resize(self.words.len() + self.stride - HEAD_WORDS, 0);
         self.other_accs.extend_from_slice(&self.others);
         id
     }
@@ -366,8 +359,7 @@ impl FixedCells {
         reopened: bool,
         scratch: &mut String,
     ) {
-        let at = cell as usize * self.stride;
-        let w = &mut self.words[at..at + self.stride];
+        let w = self.words.get_mut(cell);
         w[ROWS] += 1;
         w[FIRST_EVENT] = (w[FIRST_EVENT] as i64).min(ts) as u64;
         w[LAST_EVENT] = (w[LAST_EVENT] as i64).max(ts) as u64;
@@ -424,8 +416,7 @@ impl FixedCells {
     /// Merges cell `id` of `other` (a table of the same aggregate) into cell `cell`.
     pub fn merge_cell(&mut self, cell: u32, other: &FixedCells, id: u32) {
         let theirs = other.cell_words(id);
-        let at = cell as usize * self.stride;
-        let w = &mut self.words[at..at + self.stride];
+        let w = self.words.get_mut(cell);
         w[ROWS] += theirs[ROWS];
         w[FIRST_EVENT] = (w[FIRST_EVENT] as i64).min(theirs[FIRST_EVENT] as i64) as u64;
         w[LAST_EVENT] = (w[LAST_EVENT] as i64).max(theirs[LAST_EVENT] as i64) as u64;

@@ -450,8 +450,8 @@ fn write_fixed_csv<W: std::io::Write>(
         half += 1;
     }
     let (first, second) = groups.split_at(half);
-    let write_second = || -> std::io::Result<(u64, Vec<u8>)> {
-        let mut lines = Vec::new();
+    let write_second = || -> std::io::Result<(u64, crate::output::Blocks)> {
+        let mut lines = crate::output::Blocks::default();
         let mut w2 = crate::output::CsvWindows::without_header(a, &mut lines);
         let n = write_groups(a, tables, &by_group, second, &mut w2)?;
         w2.finish()?;

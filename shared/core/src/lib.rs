@@ -6,6 +6,7 @@
 //! (`WindowState` in memory, DynamoDB in `csvflow-aws`) → `Pipeline::window_alerts`.
 
 pub mod alerting;
+mod arena;
 mod cells;
 pub mod closing;
 pub mod commit;
