@@ -24,10 +24,13 @@ const FIRST_EVENT: usize = 2;
 const LAST_EVENT: usize = 3;
 /// The group's previous cell (low 32 bits) and the group (high 32 bits).
 const LINK: usize = 4;
-/// [`REOPENED`] when a late row (policy `update`) touched the cell.
+/// [`REOPENED`] when a late row (policy `update`) touched the cell, and a bit per
+/// `min` / `max` slot that holds a value ([`Slot::Extreme`]).
 const FLAGS: usize = 5;
 const HEAD_WORDS: usize = 6;
 const REOPENED: u64 = 1;
+/// `min` / `max` slots with their has-value bit in [`FLAGS`]; any more are `Acc`s.
+const MAX_EXTREMES: u32 = 63;
 
 /// How far back a group's chain is walked to find an earlier window before the group is
 /// indexed by (group, start) instead.
@@ -63,15 +66,22 @@ impl GroupRef {
 /// Where one metric's partial lives in a cell.
 #[derive(Clone, Copy, Debug)]
 enum Slot {
-    /// `count()` / `count_if(..)`: one word.
+    /// `count()`: the cell's row count (no word of its own).
+    Rows,
+    /// `count_if(..)`: one word.
     Count(usize),
     /// `sum` of ints: i128 (two words), then the count of values.
     SumInt(usize),
     /// `sum` (or `avg`, when `avg`) of floats: a [`FloatSum`] in four words.
     Float { at: usize, avg: bool },
-    /// `min` (or `max`, when not `min`) of numbers or timestamps: a has-value word, then
-    /// the value's bits.
-    Extreme { at: usize, n: Number, min: bool },
+    /// `min` (or `max`, when not `min`) of numbers or timestamps: the value's bits, which
+    /// are the value once the slot's `has` bit is set in the cell's [`FLAGS`].
+    Extreme {
+        at: usize,
+        has: u64,
+        n: Number,
+        min: bool,
+    },
     /// Any other accumulator: its index among the cell's `Acc`s in the side arena.
     Other(usize),
 }
@@ -157,17 +167,21 @@ pub(crate) struct FixedCells {
 impl FixedCells {
     pub fn new(metrics: &[MetricSpec]) -> Self {
         let (mut slots, mut others, mut at) = (Vec::new(), Vec::new(), HEAD_WORDS);
+        let mut extremes = 0;
         for m in metrics {
             let (slot, words) = match (m.func, Number::of(m.out_ty)) {
-                (MetricFunc::Count | MetricFunc::CountIf, _) => (Slot::Count(at), 1),
+                (MetricFunc::Count, _) => (Slot::Rows, 0),
+                (MetricFunc::CountIf, _) => (Slot::Count(at), 1),
                 (MetricFunc::Sum, Some(Number::Int)) => (Slot::SumInt(at), 3),
                 (MetricFunc::Sum, Some(Number::Float)) | (MetricFunc::Avg, _) => {
                     let avg = m.func == MetricFunc::Avg;
                     (Slot::Float { at, avg }, 4)
                 }
-                (MetricFunc::Min | MetricFunc::Max, Some(n)) => {
+                (MetricFunc::Min | MetricFunc::Max, Some(n)) if extremes < MAX_EXTREMES => {
                     let min = m.func == MetricFunc::Min;
-                    (Slot::Extreme { at, n, min }, 2)
+                    extremes += 1;
+                    let has = REOPENED << extremes;
+                    (Slot::Extreme { at, has, n, min }, 1)
                 }
                 _ => {
                     others.push(m.new_acc());
@@ -388,6 +402,7 @@ impl FixedCells {
                 },
             };
             match *slot {
+                Slot::Rows => {}
                 Slot::Count(o) => w[o] += 1,
                 Slot::SumInt(o) => {
                     if let Val::Int(i) = v {
@@ -403,9 +418,9 @@ impl FixedCells {
                         write_float_sum(&mut w[o..], &s);
                     }
                 }
-                Slot::Extreme { at: o, n, min } => {
+                Slot::Extreme { at, has, n, min } => {
                     if let Some(bits) = n.bits(v) {
-                        keep_extreme(&mut w[o..], n, min, bits);
+                        keep_extreme(w, at, has, n, min, bits);
                     }
                 }
                 Slot::Other(k) => self.other_accs[others + k].add(v, ts, scratch),
@@ -420,9 +435,10 @@ impl FixedCells {
         w[ROWS] += theirs[ROWS];
         w[FIRST_EVENT] = (w[FIRST_EVENT] as i64).min(theirs[FIRST_EVENT] as i64) as u64;
         w[LAST_EVENT] = (w[LAST_EVENT] as i64).max(theirs[LAST_EVENT] as i64) as u64;
-        w[FLAGS] |= theirs[FLAGS];
+        w[FLAGS] |= theirs[FLAGS] & REOPENED;
         for slot in &self.slots {
             match *slot {
+                Slot::Rows => {}
                 Slot::Count(o) => w[o] += theirs[o],
                 Slot::SumInt(o) => {
                     let sum = read_i128(&w[o..]).saturating_add(read_i128(&theirs[o..]));
@@ -434,9 +450,9 @@ impl FixedCells {
                     s.merge(&read_float_sum(&theirs[o..]));
                     write_float_sum(&mut w[o..], &s);
                 }
-                Slot::Extreme { at: o, n, min } => {
-                    if theirs[o] == 1 {
-                        keep_extreme(&mut w[o..], n, min, theirs[o + 1]);
+                Slot::Extreme { at, has, n, min } => {
+                    if theirs[FLAGS] & has != 0 {
+                        keep_extreme(w, at, has, n, min, theirs[at]);
                     }
                 }
                 Slot::Other(k) => {
@@ -451,6 +467,7 @@ impl FixedCells {
     pub fn acc(&self, cell: u32, i: usize) -> Acc {
         let w = self.cell_words(cell);
         match self.slots[i] {
+            Slot::Rows => Acc::Count(w[ROWS]),
             Slot::Count(o) => Acc::Count(w[o]),
             Slot::SumInt(o) => Acc::SumInt {
                 sum: read_i128(&w[o..]),
@@ -458,8 +475,8 @@ impl FixedCells {
             },
             Slot::Float { at: o, avg: true } => Acc::Avg(read_float_sum(&w[o..])),
             Slot::Float { at: o, avg: false } => Acc::SumFloat(read_float_sum(&w[o..])),
-            Slot::Extreme { at: o, n, min } => {
-                let v = (w[o] == 1).then(|| n.scalar(w[o + 1]));
+            Slot::Extreme { at, has, n, min } => {
+                let v = (w[FLAGS] & has != 0).then(|| n.scalar(w[at]));
                 if min {
                     Acc::Min(v)
                 } else {
@@ -474,8 +491,11 @@ impl FixedCells {
     pub fn value(&self, cell: u32, i: usize) -> Val<'_> {
         let w = self.cell_words(cell);
         match self.slots[i] {
+            Slot::Rows => Val::Int(i64::try_from(w[ROWS]).unwrap_or(i64::MAX)),
             Slot::Count(o) => Val::Int(i64::try_from(w[o]).unwrap_or(i64::MAX)),
-            Slot::Extreme { at: o, n, .. } if w[o] == 1 => n.scalar(w[o + 1]).as_val().into_owned(),
+            Slot::Extreme { at, has, n, .. } if w[FLAGS] & has != 0 => {
+                n.scalar(w[at]).as_val().into_owned()
+            }
             Slot::Extreme { .. } => Val::Null,
             Slot::Other(k) => self.cell_others(cell)[k].val(),
             // Sums and averages as their accumulator computes them.
@@ -496,17 +516,17 @@ impl FixedCells {
     }
 }
 
-/// Keeps `bits` in a min (`min`) or max slot (`w`: has-value word, then the value's bits)
-/// when the slot is empty or `bits` beats its value.
-fn keep_extreme(w: &mut [u64], n: Number, min: bool, bits: u64) {
+/// Keeps `bits` in the min (`min`) or max slot at word `at` of cell `w` (with has-value
+/// bit `has`) when the slot is empty or `bits` beats its value.
+fn keep_extreme(w: &mut [u64], at: usize, has: u64, n: Number, min: bool, bits: u64) {
     let want = if min {
         std::cmp::Ordering::Less
     } else {
         std::cmp::Ordering::Greater
     };
-    if w[0] == 0 || n.order(bits, w[1]) == want {
-        w[0] = 1;
-        w[1] = bits;
+    if w[FLAGS] & has == 0 || n.order(bits, w[at]) == want {
+        w[FLAGS] |= has;
+        w[at] = bits;
     }
 }
 
@@ -557,8 +577,9 @@ mod tests {
         ])
     }
 
-    fn row(next: &mut impl FnMut() -> u64, ts: i64) -> Vec<Val<'static>> {
-        let pick = next() % 10;
+    /// A row; its numbers are null one time in 10, or `nulls` times in 10 if more.
+    fn row(next: &mut impl FnMut() -> u64, ts: i64, nulls: u64) -> Vec<Val<'static>> {
+        let pick = if next() % 10 < nulls { 0 } else { next() % 10 };
         let x = match pick {
             0 => Val::Null,
             1 => Val::Float(-0.0),
@@ -594,7 +615,8 @@ mod tests {
                 _ => (next() % 40) as i64,
             };
             let ts = window * 600_000 + (next() % 600_000) as i64;
-            let row = row(&mut next, ts);
+            // Group 2 has cells without any number in one half and some in the other.
+            let row = row(&mut next, ts, if g == 2 { 9 } else { 0 });
             let start = window * 600_000;
             let (cells, r) = if i % 2 == 0 {
                 (&mut halves[0], &mut refs[g as usize])
