@@ -201,6 +201,23 @@ fn pack_key(bytes: &[u8]) -> Option<u128> {
     Some(u128::from(lo) | u128::from(hi | (n as u64) << 56) << 64)
 }
 
+/// The first 16 bytes of a group key's first value, zero padded, as an integer that
+/// orders like the key wherever two prefixes differ (keys are sorted comparing these,
+/// and the whole keys only on a tie: few string comparisons, none through pointers).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct KeyPrefix(u128);
+
+impl KeyPrefix {
+    fn of(key: &[String]) -> Self {
+        let mut bytes = [0u8; 16];
+        if let Some(first) = key.first() {
+            let n = first.len().min(16);
+            bytes[..n].copy_from_slice(&first.as_bytes()[..n]);
+        }
+        KeyPrefix(u128::from_be_bytes(bytes))
+    }
+}
+
 impl AggTable {
     /// Rank of each group (by index) in group-key order.
     fn group_ranks(&self) -> Vec<u32> {
@@ -214,12 +231,17 @@ impl AggTable {
 
     /// Group indexes in group-key order.
     fn groups_in_order(&self) -> Vec<u32> {
-        let mut order: Vec<u32> = (0..self.group_list.len() as u32).collect();
-        order.sort_unstable_by(|&a, &b| {
-            self.group_list[a as usize]
-                .key
-                .cmp(&self.group_list[b as usize].key)
-        });
+        self.keys_in_order().into_iter().map(|(_, g)| g).collect()
+    }
+
+    /// Groups in group-key order, with their [`KeyPrefix`].
+    fn keys_in_order(&self) -> Vec<(KeyPrefix, u32)> {
+        let mut order: Vec<(KeyPrefix, u32)> = (self.group_list.iter())
+            .zip(0..)
+            .map(|(g, i)| (KeyPrefix::of(&g.key), i))
+            .collect();
+        let key = |g: u32| &self.group_list[g as usize].key;
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a.1).cmp(key(b.1))));
         order
     }
 
@@ -412,8 +434,8 @@ fn write_fixed_csv<W: std::io::Write>(
 ) -> std::io::Result<u64> {
     let mut w = crate::output::CsvWindows::new(a, out)?;
     // Each table's groups in key order and cells by group, the tables side by side.
-    let prepare = |t: &AggTable| (t.groups_in_order(), t.fixed.by_group());
-    let prepared: Vec<(Vec<u32>, CellsByGroup)> = std::thread::scope(|scope| {
+    let prepare = |t: &AggTable| (t.keys_in_order(), t.fixed.by_group());
+    let prepared: Vec<(Vec<(KeyPrefix, u32)>, CellsByGroup)> = std::thread::scope(|scope| {
         let Some((&first, rest)) = tables.split_first() else {
             return Vec::new();
         };
@@ -432,19 +454,27 @@ fn write_fixed_csv<W: std::io::Write>(
         prepared
     });
     // Every (table, group), in key order; a key found in several parts is one run.
-    let mut groups: Vec<(usize, u32)> = Vec::new();
+    let mut keyed: Vec<(KeyPrefix, usize, u32)> = Vec::new();
     let mut by_group = Vec::with_capacity(tables.len());
     for (t, (order, cells)) in prepared.into_iter().enumerate() {
-        groups.extend(order.into_iter().map(|g| (t, g)));
+        keyed.extend(order.into_iter().map(|(prefix, g)| (prefix, t, g)));
         by_group.push(cells);
     }
     let key = |&(t, g): &(usize, u32)| &tables[t].group_list[g as usize].key;
+    if tables.len() > 1 {
+        // The tables' runs merged (a stable sort finds them); tables in file order.
+        keyed.sort_by(|x, y| {
+            (x.0.cmp(&y.0))
+                .then_with(|| key(&(x.1, x.2)).cmp(key(&(y.1, y.2))))
+                .then(x.1.cmp(&y.1))
+        });
+    }
+    let groups: Vec<(usize, u32)> = keyed.into_iter().map(|(_, t, g)| (t, g)).collect();
     if tables.len() == 1 {
         let count = write_groups(a, tables, &by_group, &groups, &mut w)?;
         w.finish()?;
         return Ok(count);
     }
-    groups.sort_by(|x, y| key(x).cmp(key(y)).then(x.0.cmp(&y.0)));
     let mut half = groups.len() / 2;
     while half > 0 && half < groups.len() && key(&groups[half]) == key(&groups[half - 1]) {
         half += 1;
@@ -1147,7 +1177,38 @@ fn render(d: &Dialect, rec: &Record<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::pack_key;
+    use super::{pack_key, KeyPrefix};
+
+    /// Keys sorted by prefix, then whole key, are sorted by key: one or two values,
+    /// short, equal to 16 bytes or longer, with zero bytes and shared beginnings.
+    #[test]
+    fn key_prefixes_order_like_keys() {
+        let mut next = crate::testing::xorshift(5);
+        let alphabet = [
+            "",
+            "a",
+            "\0",
+            "é",
+            "card-0000000001",
+            "card-00000000012",
+            "z",
+        ];
+        let mut value = || -> String {
+            (0..next() % 4)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect()
+        };
+        let mut keys: Vec<Vec<String>> = (0..3_000)
+            .map(|i| match i % 3 {
+                0 => vec![value()],
+                _ => vec![value(), value()],
+            })
+            .collect();
+        let mut by_prefix = keys.clone();
+        by_prefix.sort_by(|a, b| (KeyPrefix::of(a).cmp(&KeyPrefix::of(b))).then_with(|| a.cmp(b)));
+        keys.sort();
+        assert_eq!(by_prefix, keys);
+    }
 
     /// The packed key is the bytes, zero padded to 15, then the length.
     #[test]
