@@ -11,10 +11,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use csvflow_core::{OutputFormat, RunOptions};
 
-/// mimalloc rather than the system allocator: `csvflow run` on two threads builds tens of
-/// megabytes of cells, and mimalloc's large OS regions take about a tenth off such a run
-/// (page faults: 548 instead of 15,807 on the 1M-row bench file; see the README's bench
-/// section).
+/// mimalloc rather than the system allocator: `csvflow run` builds tens of megabytes of
+/// cells, and mimalloc's regions get transparent huge pages where the kernel offers them
+/// (on the 1M-row bench file, two threads: about 700 page faults instead of 16,000, and a
+/// tenth off the run; see the README's bench section).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
