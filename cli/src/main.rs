@@ -13,7 +13,7 @@ use csvflow_core::{OutputFormat, RunOptions};
 
 /// mimalloc rather than the system allocator: `csvflow run` builds tens of megabytes of
 /// cells, and mimalloc's regions get transparent huge pages where the kernel offers them
-/// (on the 1M-row bench file, two threads: about 700 page faults instead of 16,000, and a
+/// (on the 1M-row bench file, two threads: about 720 page faults instead of 14,400, and a
 /// tenth off the run; see the README's bench section).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
