@@ -581,10 +581,10 @@ fn write_groups<W: std::io::Write>(
                 CellSource::Merged(at) => values.extend(merged[at..at + m].iter().map(Acc::val)),
             }
         }
-        let group_key = key(&groups[run]);
+        w.group(key(&groups[run]));
         for (i, &(start, _)) in sources.iter().enumerate() {
             let end = start.saturating_add(a.window.size_ms());
-            w.cell_values(group_key, start, end, &values[i * m..i * m + m])?;
+            w.window(start, end, &values[i * m..i * m + m])?;
         }
         count += sources.len() as u64;
         run = end;

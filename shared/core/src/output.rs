@@ -102,13 +102,16 @@ pub(crate) struct CsvWindows<'a, W: Write> {
     out: W,
     /// Pending output (whole lines).
     buf: Vec<u8>,
-    /// Window bounds already formatted (they repeat across groups), bounded in size.
-    bounds: FxHashMap<i64, Box<[u8]>>,
+    /// The current group's fields, formatted, with the delimiter after them ([`Self::group`]).
+    group: Vec<u8>,
+    /// Window bounds already formatted, `start,end` (they repeat across groups), bounded in
+    /// size.
+    bounds: FxHashMap<(i64, i64), Box<[u8]>>,
 }
 
 /// Pending output written out once it is this long.
 const BLOCK: usize = 1 << 16;
-/// Formatted window bounds kept at most.
+/// Formatted windows' bounds kept at most.
 const MAX_BOUNDS: usize = 4096;
 
 impl<'a, W: Write> CsvWindows<'a, W> {
@@ -133,6 +136,7 @@ impl<'a, W: Write> CsvWindows<'a, W> {
             agg,
             out,
             buf: Vec::with_capacity(BLOCK + 4096),
+            group: Vec::new(),
             bounds: FxHashMap::default(),
         }
     }
@@ -165,13 +169,28 @@ impl<'a, W: Write> CsvWindows<'a, W> {
         end_ms: i64,
         values: &[Val<'_>],
     ) -> io::Result<()> {
+        self.group(group);
+        self.window(start_ms, end_ms, values)
+    }
+
+    /// Sets the group of the windows [`Self::window`] writes next.
+    pub(crate) fn group(&mut self, group: &[String]) {
+        self.group.clear();
         for g in group {
-            text_field(&mut self.buf, g.as_bytes());
-            self.buf.push(b',');
+            text_field(&mut self.group, g.as_bytes());
+            self.group.push(b',');
         }
-        self.bound(start_ms);
-        self.buf.push(b',');
-        self.bound(end_ms);
+    }
+
+    /// Writes one cell of the current group ([`Self::group`]) from the metrics' values.
+    pub(crate) fn window(
+        &mut self,
+        start_ms: i64,
+        end_ms: i64,
+        values: &[Val<'_>],
+    ) -> io::Result<()> {
+        self.buf.extend_from_slice(&self.group);
+        self.bounds(start_ms, end_ms);
         for v in values {
             self.buf.push(b',');
             value_field(&mut self.buf, v);
@@ -187,18 +206,21 @@ impl<'a, W: Write> CsvWindows<'a, W> {
         self.end_line()
     }
 
-    /// Appends a window bound (RFC 3339), formatted once per distinct value.
-    fn bound(&mut self, ms: i64) {
-        if let Some(text) = self.bounds.get(&ms) {
+    /// Appends a window's bounds (RFC 3339), formatted once per distinct window.
+    fn bounds(&mut self, start_ms: i64, end_ms: i64) {
+        if let Some(text) = self.bounds.get(&(start_ms, end_ms)) {
             self.buf.extend_from_slice(text);
             return;
         }
         let at = self.buf.len();
-        write_ts(&mut self.buf, ms);
+        write_ts(&mut self.buf, start_ms);
+        self.buf.push(b',');
+        write_ts(&mut self.buf, end_ms);
         if self.bounds.len() >= MAX_BOUNDS {
             self.bounds.clear();
         }
-        self.bounds.insert(ms, self.buf[at..].into());
+        self.bounds
+            .insert((start_ms, end_ms), self.buf[at..].into());
     }
 
     /// Terminates the current line; writes the pending output out when it is long.
