@@ -1,6 +1,6 @@
 """Driver for `make bench` (called by scripts/bench once everything is built and generated).
 
-Times, best of N runs, on the 1M-row file:
+Times, best of N runs after one untimed warm-up run each, on the 1M-row file:
   csvflow    `csvflow run --pipeline card-transactions --aggregate per_card_10m` (wall time)
   DuckDB     bench/duckdb_agg.py, SET threads=1 (time inside the script: no interpreter
              start-up or import, which favours DuckDB slightly)
@@ -62,6 +62,10 @@ def field(text: str, name: str) -> str:
 
 
 def best_of(n: int, label: str, once) -> float:
+    # One untimed warm-up run first, as hyperfine does: on this VM the first runs after the
+    # page cache was filled (just before) are slower for every contender, the most for the
+    # one that touches the most fresh memory a second.
+    print(f"  {label:<12} warm-up: {once():.3f} s (not counted)", flush=True)
     times = []
     for i in range(n):
         times.append(once())
