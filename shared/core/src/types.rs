@@ -382,11 +382,21 @@ fn days_in_month(y: i64, m: u32) -> u32 {
 }
 
 /// The date of the last RFC 3339 timestamp parsed, and its day number.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct DayCache {
-    /// `YYYY-MM-DD` (all zeros, which is no date, before the first).
+    /// `YYYY-MM-DD`: always a valid date (the epoch's before the first timestamp), so
+    /// only a valid date can match it.
     date: [u8; 10],
     days: i64,
+}
+
+impl Default for DayCache {
+    fn default() -> Self {
+        DayCache {
+            date: *b"1970-01-01",
+            days: 0,
+        }
+    }
 }
 
 /// The day number of the date `YYYY-MM-DD` that `b` starts with, from `cache` when it is
@@ -628,6 +638,8 @@ mod tests {
             "2024-02-29T12:00:00Z",
             "2026-03-29T02:30:00",
             "2026-11-20T00:10:00Z",
+            "\0\0\0\0\0\0\0\0\0\0T00:00:00Z",
+            "1970-01-01T00:00:01Z",
         ];
         for tz in [None, Some("Europe/Paris")] {
             let t = p(TimeFormat::Rfc3339, tz);
@@ -636,6 +648,11 @@ mod tests {
                 let cached = t.parse_bytes(text.as_bytes(), &mut days);
                 assert_eq!(cached, t.parse(text), "{text:?} in {tz:?}");
             }
+            // A fresh cache holds a real date: bytes that are no date never match it.
+            let mut days = DayCache::default();
+            let zeros = "\0\0\0\0\0\0\0\0\0\0T00:00:00Z";
+            assert!(t.parse_bytes(zeros.as_bytes(), &mut days).is_err());
+            assert_eq!(t.parse_bytes(b"1970-01-01T00:00:01Z", &mut days), Ok(1000));
         }
     }
 
