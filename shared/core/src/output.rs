@@ -158,19 +158,8 @@ impl<'a, W: Write> CsvWindows<'a, W> {
         accs: &[Acc],
     ) -> io::Result<()> {
         let values: SmallVec<[Val<'_>; 16]> = accs.iter().map(Acc::val).collect();
-        self.cell_values(group, start_ms, end_ms, &values)
-    }
-
-    /// [`Self::cell`] from the metrics' values (`Acc::val`, in metric order).
-    pub(crate) fn cell_values(
-        &mut self,
-        group: &[String],
-        start_ms: i64,
-        end_ms: i64,
-        values: &[Val<'_>],
-    ) -> io::Result<()> {
         self.group(group);
-        self.window(start_ms, end_ms, values)
+        self.window(start_ms, end_ms, &values)
     }
 
     /// Sets the group of the windows [`Self::window`] writes next.
@@ -182,7 +171,8 @@ impl<'a, W: Write> CsvWindows<'a, W> {
         }
     }
 
-    /// Writes one cell of the current group ([`Self::group`]) from the metrics' values.
+    /// Writes one cell of the current group ([`Self::group`]) from the metrics' values
+    /// (`Acc::val`, in metric order).
     pub(crate) fn window(
         &mut self,
         start_ms: i64,

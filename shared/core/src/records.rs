@@ -49,8 +49,7 @@ impl<'a> Record<'a> {
 
     #[inline]
     pub fn get(&self, i: usize) -> Option<&'a [u8]> {
-        let (start, end) = (*self.bounds.get(2 * i)?, *self.bounds.get(2 * i + 1)?);
-        self.data.get(start as usize..end as usize)
+        field(self.data, self.bounds, i)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &'a [u8]> + '_ {
@@ -67,6 +66,13 @@ impl<'a> Record<'a> {
     }
 }
 
+/// Field `i` of the fields that `bounds` (start and end, in pairs) mark in `data`.
+#[inline]
+fn field<'a>(data: &'a [u8], bounds: &[u32], i: usize) -> Option<&'a [u8]> {
+    let (start, end) = (*bounds.get(2 * i)?, *bounds.get(2 * i + 1)?);
+    data.get(start as usize..end as usize)
+}
+
 /// A [`Record`] whose bytes are all ASCII ([`Record::as_ascii`]).
 #[derive(Clone, Copy)]
 pub(crate) struct AsciiRecord<'a> {
@@ -78,8 +84,7 @@ impl<'a> AsciiRecord<'a> {
     /// Field `i` as text.
     #[inline]
     pub fn get(&self, i: usize) -> Option<&'a str> {
-        let (start, end) = (*self.bounds.get(2 * i)?, *self.bounds.get(2 * i + 1)?);
-        let bytes = self.data.get(start as usize..end as usize)?;
+        let bytes = field(self.data, self.bounds, i)?;
         // SAFETY: `Record::as_ascii` made this only for data that is all ASCII, and any
         // slice of ASCII bytes is UTF-8. (Checking each field again costs 7% of a run.)
         Some(unsafe { std::str::from_utf8_unchecked(bytes) })
