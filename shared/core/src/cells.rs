@@ -488,6 +488,7 @@ impl FixedCells {
     }
 
     /// Metric `i` of a cell as an output value.
+    #[inline]
     pub fn value(&self, cell: u32, i: usize) -> Val<'_> {
         let w = self.cell_words(cell);
         match self.slots[i] {
@@ -498,6 +499,7 @@ impl FixedCells {
             }
             Slot::Extreme { .. } => Val::Null,
             Slot::Other(k) => self.cell_others(cell)[k].val(),
+            Slot::Float { at, avg: false } => read_float_sum(&w[at..]).total(),
             // Sums and averages as their accumulator computes them.
             Slot::SumInt(_) | Slot::Float { .. } => self.acc(cell, i).val().into_owned(),
         }

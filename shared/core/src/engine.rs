@@ -309,8 +309,8 @@ struct Ctx<'p> {
     file: String,
     /// Field index in the file of each declared column.
     layout: Vec<usize>,
-    /// Whether the pipeline reads each declared column ([`columns_read`]).
-    read: Vec<bool>,
+    /// The declared columns the typing loop looks at.
+    plan: TypingPlan,
     nfields: usize,
     report: FileReport,
     tables: Vec<AggTable>,
@@ -426,7 +426,7 @@ impl<'p> Processed<'p> {
 
 /// Writes the fixed-window cells of `tables` (one aggregate; the parts of one file) as
 /// CSV in output order: groups by key, then windows by start. Parts were processed on
-/// several threads: the second half of the groups is then written out on another.
+/// several threads: every other batch of groups is then formatted on another.
 fn write_fixed_csv<W: std::io::Write>(
     a: &crate::definition::Aggregate,
     tables: &[&AggTable],
@@ -475,35 +475,64 @@ fn write_fixed_csv<W: std::io::Write>(
         w.finish()?;
         return Ok(count);
     }
-    let mut half = groups.len() / 2;
-    while half > 0 && half < groups.len() && key(&groups[half]) == key(&groups[half - 1]) {
-        half += 1;
+    // Batches of groups (a key's run never split), formatted alternately here and on a
+    // helper thread; this thread writes every batch out in order, so only the few batches
+    // in flight are held in memory.
+    let mut batches = Vec::new();
+    let mut rest = groups.as_slice();
+    while !rest.is_empty() {
+        let mut end = rest.len().min(BATCH_GROUPS);
+        while end < rest.len() && key(&rest[end]) == key(&rest[end - 1]) {
+            end += 1;
+        }
+        let (batch, after) = rest.split_at(end);
+        batches.push(batch);
+        rest = after;
     }
-    let (first, second) = groups.split_at(half);
-    let write_second = || -> std::io::Result<(u64, crate::output::Blocks)> {
-        let mut lines = crate::output::Blocks::default();
-        let mut w2 = crate::output::CsvWindows::without_header(a, &mut lines);
-        let n = write_groups(a, tables, &by_group, second, &mut w2)?;
+    let format_batch = |batch: &[(usize, u32)], mut buf: Vec<u8>| -> std::io::Result<_> {
+        buf.clear();
+        let mut w2 = crate::output::CsvWindows::without_header(a, &mut buf);
+        let n = write_groups(a, tables, &by_group, batch, &mut w2)?;
         w2.finish()?;
-        Ok((n, lines))
+        Ok((n, buf))
     };
-    let (count, rest) = std::thread::scope(|scope| {
-        let later = std::thread::Builder::new().spawn_scoped(scope, write_second);
-        let count = write_groups(a, tables, &by_group, first, &mut w);
-        let rest = match later {
-            Ok(handle) => handle
-                .join()
-                .unwrap_or_else(|e| std::panic::resume_unwind(e)),
-            // No second thread: the second half on this one.
-            Err(_) => write_second(),
-        };
-        (count, rest)
-    });
-    let (count, (more, lines)) = (count?, rest?);
-    w.lines(&lines)?;
+    let count = std::thread::scope(|scope| -> std::io::Result<u64> {
+        let (done, formatted) = std::sync::mpsc::sync_channel(2);
+        let (recycle, spare) = std::sync::mpsc::channel();
+        let (odd, format_batch) = (batches.iter().skip(1).step_by(2), &format_batch);
+        // The odd batches on the helper, ...
+        let helper = std::thread::Builder::new().spawn_scoped(scope, move || {
+            for batch in odd {
+                let buf = spare.try_recv().unwrap_or_default();
+                if done.send(format_batch(batch, buf)).is_err() {
+                    break;
+                }
+            }
+        });
+        // ... the even ones (all of them without a helper) here.
+        let mut count = 0;
+        for (i, batch) in batches.iter().enumerate() {
+            if i.is_multiple_of(2) || helper.is_err() {
+                count += write_groups(a, tables, &by_group, batch, &mut w)?;
+                continue;
+            }
+            let (n, lines) = match formatted.recv() {
+                Ok(result) => result?,
+                // The helper is gone (it panicked, which the scope raises again).
+                Err(_) => format_batch(batch, Vec::new())?,
+            };
+            w.lines(&lines)?;
+            count += n;
+            let _ = recycle.send(lines);
+        }
+        Ok(count)
+    })?;
     w.finish()?;
-    Ok(count + more)
+    Ok(count)
 }
+
+/// Groups per batch of output (about 150 KB of CSV for a day of ten-minute windows).
+const BATCH_GROUPS: usize = 64;
 
 /// Where a window's accumulators are: in a table's arena, or merged from several parts.
 #[derive(Clone, Copy)]
@@ -657,7 +686,7 @@ pub(crate) fn process_part<'p, R: Read>(
         pipeline,
         file: input.name.to_string(),
         layout: Vec::new(),
-        read: columns_read(pipeline),
+        plan: TypingPlan::default(),
         nfields: 0,
         report: FileReport::default(),
         tables: pipeline
@@ -698,6 +727,7 @@ pub(crate) fn process_part<'p, R: Read>(
         }
     }
     ctx.nfields = names.len();
+    ctx.plan = TypingPlan::new(pipeline, &ctx.layout);
 
     while let Some(rec) = read(&mut rdr, input.name)? {
         if let Some(stop) = part.stop_at {
@@ -813,6 +843,44 @@ fn columns_read(p: &Pipeline) -> Vec<bool> {
     read
 }
 
+/// The declared columns a row is typed from, in declared order, for each kind of record.
+#[derive(Default)]
+struct TypingPlan {
+    /// For a record that is all ASCII: the typed columns (validated even when nobody
+    /// reads them) and the string columns the pipeline reads ([`columns_read`]). A string
+    /// column nobody reads needs no check there and stays null.
+    ascii: Vec<TypedColumn>,
+    /// For any other record: every column (strings are checked for UTF-8).
+    all: Vec<TypedColumn>,
+}
+
+#[derive(Clone, Copy)]
+struct TypedColumn {
+    /// Index among the declared columns (and in the typed row).
+    slot: usize,
+    /// Index of its field in the file.
+    field: usize,
+    ty: ColumnType,
+}
+
+impl TypingPlan {
+    fn new(p: &Pipeline, layout: &[usize]) -> Self {
+        let read = columns_read(p);
+        let all: Vec<TypedColumn> = (p.columns.iter().zip(layout).enumerate())
+            .map(|(slot, (c, &field))| TypedColumn {
+                slot,
+                field,
+                ty: c.ty,
+            })
+            .collect();
+        let ascii = (all.iter())
+            .filter(|c| c.ty != ColumnType::String || read[c.slot])
+            .copied()
+            .collect();
+        TypingPlan { ascii, all }
+    }
+}
+
 /// Renders a computed value as group-key text (strings as they are, numbers in shortest
 /// round-trip form, timestamps in RFC 3339).
 fn render_key(v: &Val<'_>, out: &mut Vec<u8>) {
@@ -845,28 +913,35 @@ impl Ctx<'_> {
             let reason = format!("expected {} fields, found {}", self.nfields, rec.len());
             return self.bad(rec, reason);
         }
-        let mut row: SmallVec<[Val<'_>; 16]> = SmallVec::new();
         // An ASCII record is valid UTF-8 throughout: its string fields need no further
         // check, and those nobody reads stay null in `row`, where nothing looks at them.
         let ascii = rec.as_ascii();
-        for ((c, &i), &read) in p.columns.iter().zip(&self.layout).zip(&self.read) {
-            if let (Some(text), ColumnType::String) = (ascii, c.ty) {
-                let s = text.get(i).unwrap_or_default();
-                row.push(if read && s != d.null {
-                    Val::Str(s.into())
-                } else {
-                    Val::Null
-                });
-                continue;
-            }
-            let raw = rec.get(i).unwrap_or_default();
-            match parse_field(raw, c.ty, d.null.as_bytes(), &p.time.parser, &mut self.days) {
-                Ok(v) => row.push(v),
-                Err(why) => {
-                    let reason = format!("column \"{}\": {why}: \"{}\"", c.name, excerpt(raw));
-                    return self.bad(rec, reason);
+        let plan = match ascii {
+            Some(_) => &self.plan.ascii,
+            None => &self.plan.all,
+        };
+        // Built in place: `SmallVec::from_elem` would copy the whole inline array.
+        let mut row: SmallVec<[Val<'_>; 16]> = SmallVec::new();
+        row.resize(p.columns.len(), Val::Null);
+        for &TypedColumn { slot, field, ty } in plan {
+            row[slot] = match (ascii, ty) {
+                (Some(text), ColumnType::String) => match text.get(field) {
+                    Some(s) if s != d.null => Val::Str(s.into()),
+                    _ => Val::Null,
+                },
+                _ => {
+                    let raw = rec.get(field).unwrap_or_default();
+                    let (null, time) = (d.null.as_bytes(), &p.time.parser);
+                    match parse_field(raw, ty, null, time, &mut self.days) {
+                        Ok(v) => v,
+                        Err(why) => {
+                            let name = &p.columns[slot].name;
+                            let reason = format!("column \"{name}\": {why}: \"{}\"", excerpt(raw));
+                            return self.bad(rec, reason);
+                        }
+                    }
                 }
-            }
+            };
         }
         let ts = match row.get(p.time.slot) {
             Some(Val::Ts(t)) => *t,

@@ -333,8 +333,17 @@ impl Expr {
     }
 
     /// Evaluates a condition: true only when the result is `true`.
+    #[inline]
     pub fn matches(&self, row: &[Val<'_>]) -> bool {
-        eval(&self.node, row).is_true()
+        match &self.node {
+            // The common conditions, without building a value.
+            Node::Cmp(c, a, b) => match (&**a, &**b) {
+                (Node::Col(i), Node::Col(j)) => holds(*c, column(row, *i), column(row, *j)),
+                (Node::Col(i), Node::Lit(l)) => holds(*c, column(row, *i), &l.val()),
+                _ => eval(&self.node, row).is_true(),
+            },
+            node => eval(node, row).is_true(),
+        }
     }
 }
 
@@ -606,6 +615,13 @@ impl Compiler<'_> {
         if !ok {
             return err(format!("cannot compare {} with {}", ta.name(), tb.name()));
         }
+        // An int literal compared with a float is the float it would be converted to at
+        // each comparison.
+        for (n, other) in [(&mut na, tb), (&mut nb, ta)] {
+            if let (Node::Lit(Lit::Int(i)), Type::Float) = (&*n, other) {
+                *n = Node::Lit(Lit::Float(*i as f64));
+            }
+        }
         Ok((Node::Cmp(c, Box::new(na), Box::new(nb)), Type::Bool))
     }
 
@@ -837,6 +853,24 @@ pub fn compare(a: &Val<'_>, b: &Val<'_>) -> Option<Ordering> {
     }
 }
 
+/// `a c b`; `None` when either is null or they cannot be compared. Strings are tested
+/// for (in)equality without ordering them, floats without the numeric conversions.
+#[inline]
+fn comparison(c: CmpOp, a: &Val<'_>, b: &Val<'_>) -> Option<bool> {
+    match (c, a, b) {
+        (CmpOp::Eq, Val::Str(x), Val::Str(y)) => Some(x == y),
+        (CmpOp::Ne, Val::Str(x), Val::Str(y)) => Some(x != y),
+        (_, Val::Float(x), Val::Float(y)) => x.partial_cmp(y).map(|o| c.test(o)),
+        _ => compare(a, b).map(|o| c.test(o)),
+    }
+}
+
+/// Whether `a c b` is true (not when null or incomparable).
+#[inline]
+fn holds(c: CmpOp, a: &Val<'_>, b: &Val<'_>) -> bool {
+    comparison(c, a, b) == Some(true)
+}
+
 /// A row's value in `slot` by reference (null when out of range).
 #[inline]
 fn column<'r, 'a>(row: &'r [Val<'a>], slot: usize) -> &'r Val<'a> {
@@ -875,14 +909,11 @@ fn eval<'a>(n: &'a Node, row: &[Val<'a>]) -> Val<'a> {
         Node::Cmp(c, a, b) => {
             // Columns are compared in place, without copying their values.
             let o = match (&**a, &**b) {
-                (Node::Col(i), Node::Col(j)) => compare(column(row, *i), column(row, *j)),
-                (Node::Col(i), Node::Lit(l)) => compare(column(row, *i), &l.val()),
-                _ => compare(&eval(a, row), &eval(b, row)),
+                (Node::Col(i), Node::Col(j)) => comparison(*c, column(row, *i), column(row, *j)),
+                (Node::Col(i), Node::Lit(l)) => comparison(*c, column(row, *i), &l.val()),
+                _ => comparison(*c, &eval(a, row), &eval(b, row)),
             };
-            match o {
-                Some(o) => Val::Bool(c.test(o)),
-                None => Val::Null,
-            }
+            o.map_or(Val::Null, Val::Bool)
         }
         Node::IsNull(x, negate) => Val::Bool(matches!(eval(x, row), Val::Null) != *negate),
         Node::In(x, lits) => {
@@ -1155,6 +1186,60 @@ mod tests {
         assert_eq!(run("amount > 5 || true", &r).unwrap(), "Bool(true)");
         assert_eq!(run("country == null", &r).unwrap(), "Bool(true)");
         assert_eq!(run("country != home_country", &r).unwrap(), "Null");
+    }
+
+    #[test]
+    fn comparisons_agree_with_the_general_order() {
+        // `matches` and `eval` compare columns (and int literals against floats) on their
+        // own fast paths: they must give what the general ordering `compare` gives.
+        let names = scope();
+        let s = ListScope {
+            names: &names,
+            kind: "column",
+        };
+        let floats = [
+            Val::Null,
+            Val::Float(5000.0),
+            Val::Float(-0.5),
+            Val::Float(f64::NAN),
+        ];
+        let strings = [
+            Val::Null,
+            Val::Str("FR".into()),
+            Val::Str("F".into()),
+            Val::Str("US".into()),
+        ];
+        for (op, cmp) in [
+            ("==", CmpOp::Eq),
+            ("!=", CmpOp::Ne),
+            ("<", CmpOp::Lt),
+            ("<=", CmpOp::Le),
+            (">", CmpOp::Gt),
+            (">=", CmpOp::Ge),
+        ] {
+            let by_literal = Expr::compile(&format!("amount {op} 5000"), &s).unwrap();
+            for a in &floats {
+                let mut r = row();
+                r[0] = a.clone();
+                let want = compare(a, &Val::Int(5000)).map(|o| cmp.test(o));
+                assert_eq!(
+                    by_literal.eval(&r),
+                    want.map_or(Val::Null, Val::Bool),
+                    "{a:?} {op}"
+                );
+                assert_eq!(by_literal.matches(&r), want == Some(true), "{a:?} {op}");
+            }
+            let columns = Expr::compile(&format!("country {op} home_country"), &s).unwrap();
+            for a in &strings {
+                for b in &strings {
+                    let mut r = row();
+                    (r[2], r[3]) = (a.clone(), b.clone());
+                    let want = compare(a, b).map(|o| cmp.test(o));
+                    assert_eq!(columns.eval(&r), want.map_or(Val::Null, Val::Bool));
+                    assert_eq!(columns.matches(&r), want == Some(true), "{a:?} {op} {b:?}");
+                }
+            }
+        }
     }
 
     #[test]

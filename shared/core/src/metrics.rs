@@ -275,6 +275,15 @@ impl FloatSum {
         self.big += o.big;
     }
 
+    /// The sum as a metric's value: null when no value was added.
+    #[inline]
+    pub fn total(&self) -> Val<'static> {
+        match self.n {
+            0 => Val::Null,
+            _ => Val::Float(self.value()),
+        }
+    }
+
     pub fn value(&self) -> f64 {
         // The same integer arithmetic in i64 when it fits (i128 division is slow).
         let (whole, frac) = match i64::try_from(self.nanos) {
@@ -431,8 +440,7 @@ impl Acc {
                 Ok(i) => Val::Int(i),
                 Err(_) => Val::Float(*sum as f64),
             },
-            Acc::SumFloat(s) if s.n == 0 => Val::Null,
-            Acc::SumFloat(s) => Val::Float(s.value()),
+            Acc::SumFloat(s) => s.total(),
             Acc::Avg(s) if s.n == 0 => Val::Null,
             Acc::Avg(s) => Val::Float(avg(s)),
             Acc::Min(v) | Acc::Max(v) => v.as_ref().map_or(Val::Null, Scalar::as_val),

@@ -142,10 +142,10 @@ impl<'a, W: Write> CsvWindows<'a, W> {
     }
 
     /// Appends whole lines written elsewhere (by a writer made `without_header`).
-    pub(crate) fn lines(&mut self, lines: &Blocks) -> io::Result<()> {
+    pub(crate) fn lines(&mut self, lines: &[u8]) -> io::Result<()> {
         self.out.write_all(&self.buf)?;
         self.buf.clear();
-        lines.0.iter().try_for_each(|b| self.out.write_all(b))
+        self.out.write_all(lines)
     }
 
     /// Writes one cell: group values, window bounds, each metric's value, then the
@@ -227,24 +227,6 @@ impl<'a, W: Write> CsvWindows<'a, W> {
         self.out.write_all(&self.buf)?;
         self.buf.clear();
         self.out.flush()
-    }
-}
-
-/// Output held in memory in the blocks it was written in: lines to be written after
-/// another writer's, without the copies of one buffer growing to their full size.
-#[derive(Default)]
-pub(crate) struct Blocks(Vec<Vec<u8>>);
-
-impl Write for Blocks {
-    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if !bytes.is_empty() {
-            self.0.push(bytes.to_vec());
-        }
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 

@@ -221,7 +221,8 @@ name = "big"
 row = "amount > 900"
 "##;
 
-    /// A file of `rows` rows over 8 hours, out of order, with quoted fields holding
+    /// A file of `rows` rows over 8 hours and 151 keys (enough groups for several output
+    /// batches), out of order, with quoted fields holding
     /// delimiters, quotes and newlines, bad rows, comment lines, blank lines and CRLF.
     fn data(rows: u64, seed: u64, bom: bool) -> Vec<u8> {
         let mut next = crate::testing::xorshift(seed);
@@ -240,13 +241,13 @@ row = "amount > 900"
             };
             let ts = 1_795_132_800 + (i * 28_800 / rows) as i64 - ((r >> 50) % 900) as i64;
             let line = match (r >> 8) % 40 {
-                0 => format!("{ts},k{},not-a-number,{note}\n", (r >> 12) % 7),
+                0 => format!("{ts},k{},not-a-number,{note}\n", (r >> 12) % 151),
                 1 => "# a comment, \"with a quote\n".to_string(),
                 2 => "\n".to_string(),
-                3 => format!("{ts},k{},1.5\r\n", (r >> 12) % 7),
+                3 => format!("{ts},k{},1.5\r\n", (r >> 12) % 151),
                 _ => format!(
                     "{ts},k{},{}.{:02},{note}{}",
-                    (r >> 12) % 7,
+                    (r >> 12) % 151,
                     (r >> 16) % 1000,
                     (r >> 26) % 100,
                     if r >> 60 == 0 { "\r\n" } else { "\n" }
