@@ -216,14 +216,13 @@ impl FixedCells {
         &self.other_accs[at..at + n]
     }
 
-    /// Loads a cell's cache lines without using them: a tight loop of these over cells far
-    /// apart keeps many misses in flight before the cells are read one by one.
+    /// Starts loading a cell's cache lines, to be read soon (a hint: no effect on results).
     #[inline]
-    pub fn touch(&self, cell: u32) {
+    pub fn prefetch(&self, cell: u32) {
         let w = self.words.get(cell);
         // One word per 64-byte line, whatever the cell's alignment.
         for word in w.iter().step_by(8).chain(w.last()) {
-            std::hint::black_box(*word);
+            prefetch(word);
         }
     }
 
@@ -505,6 +504,34 @@ impl FixedCells {
         }
     }
 
+    /// Appends each metric of a cell as a CSV field after a comma: what writing
+    /// [`Self::value`] with `output::value_field` gives, without building the values.
+    pub fn write_fields(&self, cell: u32, buf: &mut Vec<u8>) {
+        use crate::output::{value_field, write_f64, write_int, write_ts};
+        let w = self.cell_words(cell);
+        let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        for (i, slot) in self.slots.iter().enumerate() {
+            buf.push(b',');
+            match *slot {
+                Slot::Rows => write_int(buf, count(w[ROWS])),
+                Slot::Count(o) => write_int(buf, count(w[o])),
+                Slot::Float { at, avg: false } => {
+                    let sum = read_float_sum(&w[at..]);
+                    if sum.n > 0 {
+                        write_f64(buf, sum.value());
+                    }
+                }
+                Slot::Extreme { at, has, n, .. } if w[FLAGS] & has != 0 => match n {
+                    Number::Int => write_int(buf, w[at] as i64),
+                    Number::Float => write_f64(buf, f64::from_bits(w[at])),
+                    Number::Ts => write_ts(buf, w[at] as i64),
+                },
+                Slot::Extreme { .. } => {}
+                _ => value_field(buf, &self.value(cell, i)),
+            }
+        }
+    }
+
     /// A cell as a [`CellState`].
     pub fn cell_state(&self, cell: u32) -> CellState {
         let w = self.cell_words(cell);
@@ -553,6 +580,23 @@ fn write_float_sum(w: &mut [u64], s: &FloatSum) {
     write_i128(w, s.nanos);
     w[2] = s.big.to_bits();
     w[3] = s.n;
+}
+
+/// Asks the CPU to load the cache line of `value` without waiting for it (x86-64), or
+/// loads it (elsewhere, where the stable library has no prefetch).
+#[inline(always)]
+fn prefetch(value: &u64) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE is part of the x86-64 baseline, and a prefetch neither faults nor
+    // changes memory (the address is a live reference anyway). Safe to call since Rust
+    // 1.87; `unsafe` for the declared minimum version.
+    #[allow(unused_unsafe)]
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    std::hint::black_box(*value);
 }
 
 #[cfg(test)]
@@ -651,12 +695,21 @@ mod tests {
             for &(start, id) in cells {
                 assert_eq!(first.start(id), start);
                 let state = first.cell_state(id);
+                let mut fields = Vec::new();
                 for (i, acc) in state.accs.iter().enumerate() {
                     assert_eq!(
                         format!("{:?}", first.value(id, i)),
                         format!("{:?}", acc.val())
                     );
+                    fields.push(b',');
+                    crate::output::value_field(&mut fields, &acc.val());
                 }
+                let mut written = Vec::new();
+                first.write_fields(id, &mut written);
+                assert_eq!(
+                    String::from_utf8_lossy(&written),
+                    String::from_utf8_lossy(&fields)
+                );
                 got.insert((g, start), state);
             }
         }

@@ -534,6 +534,9 @@ fn write_fixed_csv<W: std::io::Write>(
 /// Groups per batch of output (about 150 KB of CSV for a day of ten-minute windows).
 const BATCH_GROUPS: usize = 64;
 
+/// Groups (of a table) whose cells are prefetched ahead of the one being written.
+const PREFETCH_GROUPS: usize = 2;
+
 /// Where a window's accumulators are: in a table's arena, or merged from several parts.
 #[derive(Clone, Copy)]
 enum CellSource {
@@ -562,6 +565,13 @@ fn write_groups<W: std::io::Write>(
         let mut end = run + 1;
         while end < groups.len() && key(&groups[end]) == key(&groups[run]) {
             end += 1;
+        }
+        // The cells lie far apart in the arenas: those of the groups that follow are
+        // fetched into the cache while this one's are written.
+        for &(t, g) in groups[end..].iter().take(PREFETCH_GROUPS) {
+            for &(_, id) in by_group[t].of(g) {
+                tables[t].fixed.prefetch(id);
+            }
         }
         // (start, table, id) of the key's cells, by start; equal starts merge.
         cells.clear();
@@ -593,13 +603,22 @@ fn write_groups<W: std::io::Write>(
             }
             i = j;
         }
-        // The cells lie far apart in the arenas: reading all their values first, in a
-        // tight loop, overlaps the cache misses that would otherwise stall one cell at a
-        // time between CSV writes.
-        for &(_, src) in &sources {
-            if let CellSource::Table(t, id) = src {
-                tables[t].fixed.touch(id);
+        w.group(key(&groups[run]));
+        if a.derived().is_empty() {
+            // Fields written straight from the cells.
+            for &(start, src) in &sources {
+                let end = start.saturating_add(a.window.size_ms());
+                w.window_fields(start, end, |buf| match src {
+                    CellSource::Table(t, id) => tables[t].fixed.write_fields(id, buf),
+                    CellSource::Merged(at) => merged[at..at + m].iter().for_each(|acc| {
+                        buf.push(b',');
+                        crate::output::value_field(buf, &acc.val());
+                    }),
+                })?;
             }
+            count += sources.len() as u64;
+            run = end;
+            continue;
         }
         let mut values = Vec::with_capacity(sources.len() * m);
         for &(_, src) in &sources {
@@ -610,7 +629,6 @@ fn write_groups<W: std::io::Write>(
                 CellSource::Merged(at) => values.extend(merged[at..at + m].iter().map(Acc::val)),
             }
         }
-        w.group(key(&groups[run]));
         for (i, &(start, _)) in sources.iter().enumerate() {
             let end = start.saturating_add(a.window.size_ms());
             w.window(start, end, &values[i * m..i * m + m])?;

@@ -196,6 +196,22 @@ impl<'a, W: Write> CsvWindows<'a, W> {
         self.end_line()
     }
 
+    /// Writes one cell of the current group ([`Self::group`]) whose metric fields `fields`
+    /// appends, each after a comma. Only for an aggregate without derived values (they are
+    /// computed from the metrics' values: [`Self::window`]).
+    pub(crate) fn window_fields(
+        &mut self,
+        start_ms: i64,
+        end_ms: i64,
+        fields: impl FnOnce(&mut Vec<u8>),
+    ) -> io::Result<()> {
+        debug_assert!(self.agg.derived().is_empty());
+        self.buf.extend_from_slice(&self.group);
+        self.bounds(start_ms, end_ms);
+        fields(&mut self.buf);
+        self.end_line()
+    }
+
     /// Appends a window's bounds (RFC 3339), formatted once per distinct window.
     fn bounds(&mut self, start_ms: i64, end_ms: i64) {
         if let Some(text) = self.bounds.get(&(start_ms, end_ms)) {
@@ -251,7 +267,7 @@ fn text_field(buf: &mut Vec<u8>, text: &[u8]) {
 }
 
 /// Appends a metric value as a field: [`write_val`], quoted when it is text that needs it.
-fn value_field(buf: &mut Vec<u8>, v: &Val<'_>) {
+pub(crate) fn value_field(buf: &mut Vec<u8>, v: &Val<'_>) {
     match v {
         Val::Str(s) => text_field(buf, s.as_bytes()),
         v => write_val(buf, v),
@@ -260,7 +276,7 @@ fn value_field(buf: &mut Vec<u8>, v: &Val<'_>) {
 
 /// Appends a window bound exactly as [`format_ts`] prints it (RFC 3339 UTC, milliseconds
 /// only when not whole seconds), without allocating for years 0..=9999.
-fn write_ts(buf: &mut Vec<u8>, ms: i64) {
+pub(crate) fn write_ts(buf: &mut Vec<u8>, ms: i64) {
     // 0000-01-01 .. 9999-12-31 in epoch milliseconds.
     const MIN: i64 = -62_167_219_200_000;
     const MAX: i64 = 253_402_300_800_000;
@@ -327,7 +343,7 @@ fn write_val(buf: &mut Vec<u8>, v: &Val<'_>) {
 }
 
 /// Appends `i` in decimal, as `format!("{i}")`.
-fn write_int(buf: &mut Vec<u8>, i: i64) {
+pub(crate) fn write_int(buf: &mut Vec<u8>, i: i64) {
     if i < 0 {
         buf.push(b'-');
     }
@@ -352,7 +368,7 @@ fn write_int(buf: &mut Vec<u8>, i: i64) {
 /// the shortest string that round-trips — any other decimal with as few digits is at
 /// least 0.01 away while doubles below 1e13 are closer than 0.002 apart — so it is what
 /// `Display` prints, trailing zeros trimmed. Everything else goes through `Display`.
-fn write_f64(buf: &mut Vec<u8>, x: f64) {
+pub(crate) fn write_f64(buf: &mut Vec<u8>, x: f64) {
     use std::io::Write as _;
     if x != 0.0 && x.abs() < 1e13 {
         let c = crate::types::round_i64(x * 100.0);
