@@ -2,9 +2,10 @@
 //! what is stored, and each page is touched once (a growing `Vec` of tens of megabytes
 //! copies itself at every doubling and, under some allocators, keeps the old copies).
 
-/// Bytes per chunk, about: large enough for few chunks, small enough not to matter for a
-/// file with a handful of cells (a chunk's pages are touched only as records are added).
-const CHUNK_BYTES: usize = 1 << 20;
+/// Bytes per chunk, about: large enough for few chunks (an allocator rounds each one up,
+/// by 128 KiB under mimalloc), small enough not to matter for a file with a handful of
+/// cells (a chunk's pages are touched only as records are added).
+const CHUNK_BYTES: usize = 1 << 23;
 
 /// Records of `stride` words, by id (ids in append order).
 pub(crate) struct WordArena {

@@ -158,8 +158,9 @@ pub(crate) struct FixedCells {
     others: Vec<Acc>,
     /// Side accumulators, `others.len()` per cell, by cell id.
     other_accs: Vec<Acc>,
-    /// Each group's newest cell (the head of its chain), by group index.
-    newest: Vec<u32>,
+    /// Each group's newest cell (the head of its chain) and its number of cells, by group
+    /// index.
+    newest: Vec<(u32, u32)>,
     /// (group, window start) -> cell id, for groups whose cells arrived out of order.
     unordered: FxHashMap<(u32, i64), u32>,
 }
@@ -299,7 +300,7 @@ impl FixedCells {
     }
 
     fn newest(&self, g: u32) -> u32 {
-        self.newest.get(g as usize).copied().unwrap_or(NO_CELL)
+        self.newest.get(g as usize).map_or(NO_CELL, |&(id, _)| id)
     }
 
     fn prev(&self, cell: u32) -> u32 {
@@ -319,12 +320,12 @@ impl FixedCells {
     /// one pass over the arena (a counting sort by group).
     pub fn by_group(&self) -> CellsByGroup {
         let group = |id: usize| (self.words.get(id as u32)[LINK] >> 32) as usize;
-        let mut offsets = vec![0usize; self.newest.len() + 1];
-        for id in 0..self.count() {
-            offsets[group(id) + 1] += 1;
-        }
-        for g in 1..offsets.len() {
-            offsets[g] += offsets[g - 1];
+        // Offsets from the groups' cell counts (kept as cells are made: one pass over the
+        // cells, not two).
+        let mut offsets = Vec::with_capacity(self.newest.len() + 1);
+        offsets.push(0);
+        for &(_, n) in &self.newest {
+            offsets.push(offsets[offsets.len() - 1] + n as usize);
         }
         let mut fill = offsets.clone();
         let mut cells = vec![(0i64, 0u32); self.count()];
@@ -346,9 +347,11 @@ impl FixedCells {
     fn push(&mut self, g: u32, start: i64) -> u32 {
         let id = self.count() as u32;
         if self.newest.len() <= g as usize {
-            self.newest.resize(g as usize + 1, NO_CELL);
+            self.newest.resize(g as usize + 1, (NO_CELL, 0));
         }
-        let prev = std::mem::replace(&mut self.newest[g as usize], id);
+        let (newest, cells) = &mut self.newest[g as usize];
+        let prev = std::mem::replace(newest, id);
+        *cells += 1;
         self.words.push(&[
             start as u64,
             0,
