@@ -156,7 +156,7 @@ fn main() -> ExitCode {
             };
             csvflow_core::run(
                 &options,
-                &mut std::io::stdout().lock(),
+                &mut std::io::stdout(),
                 &mut std::io::stderr().lock(),
             )
             .map_err(|e| e.to_string())

@@ -27,8 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .and_then(|t| t.parse().ok())
             .unwrap_or(0),
     };
-    let stdout = io::stdout();
-    let mut out = BufWriter::with_capacity(1 << 16, stdout.lock());
+    let mut out = BufWriter::with_capacity(1 << 16, io::stdout());
     run(&opts, &mut out, &mut io::stderr())?;
     Ok(())
 }

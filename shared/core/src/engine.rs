@@ -407,7 +407,7 @@ impl<'p> Processed<'p> {
     /// (CSV), straight from the tables (the parts' cells of one window merged as they are
     /// written); returns the number of cells, or `None` (nothing written) for session
     /// windows, which take the general path.
-    pub(crate) fn write_csv<W: std::io::Write>(
+    pub(crate) fn write_csv<W: std::io::Write + Send>(
         &self,
         agg: usize,
         out: W,
@@ -426,13 +426,12 @@ impl<'p> Processed<'p> {
 
 /// Writes the fixed-window cells of `tables` (one aggregate; the parts of one file) as
 /// CSV in output order: groups by key, then windows by start. Parts were processed on
-/// several threads: every other batch of groups is then formatted on another.
-fn write_fixed_csv<W: std::io::Write>(
+/// several threads: every other batch of groups is then formatted (and written) on another.
+fn write_fixed_csv<W: std::io::Write + Send>(
     a: &crate::definition::Aggregate,
     tables: &[&AggTable],
-    out: W,
+    mut out: W,
 ) -> std::io::Result<u64> {
-    let mut w = crate::output::CsvWindows::new(a, out)?;
     // Each table's groups in key order and cells by group, the tables side by side.
     let prepare = |t: &AggTable| (t.keys_in_order(), t.fixed.by_group());
     let prepared: Vec<(Vec<(KeyPrefix, u32)>, CellsByGroup)> = std::thread::scope(|scope| {
@@ -471,13 +470,13 @@ fn write_fixed_csv<W: std::io::Write>(
     }
     let groups: Vec<(usize, u32)> = keyed.into_iter().map(|(_, t, g)| (t, g)).collect();
     if tables.len() == 1 {
+        let mut w = crate::output::CsvWindows::new(a, out)?;
         let count = write_groups(a, tables, &by_group, &groups, &mut w)?;
         w.finish()?;
         return Ok(count);
     }
     // Batches of groups (a key's run never split), formatted alternately here and on a
-    // helper thread; this thread writes every batch out in order, so only the few batches
-    // in flight are held in memory.
+    // helper thread, each written out by the thread that formatted it, in order.
     let mut batches = Vec::new();
     let mut rest = groups.as_slice();
     while !rest.is_empty() {
@@ -489,45 +488,46 @@ fn write_fixed_csv<W: std::io::Write>(
         batches.push(batch);
         rest = after;
     }
-    let format_batch = |batch: &[(usize, u32)], mut buf: Vec<u8>| -> std::io::Result<_> {
-        buf.clear();
-        let mut w2 = crate::output::CsvWindows::without_header(a, &mut buf);
-        let n = write_groups(a, tables, &by_group, batch, &mut w2)?;
-        w2.finish()?;
-        Ok((n, buf))
-    };
-    let count = std::thread::scope(|scope| -> std::io::Result<u64> {
-        let (done, formatted) = std::sync::mpsc::sync_channel(2);
-        let (recycle, spare) = std::sync::mpsc::channel();
-        let (odd, format_batch) = (batches.iter().skip(1).step_by(2), &format_batch);
-        // The odd batches on the helper, ...
-        let helper = std::thread::Builder::new().spawn_scoped(scope, move || {
-            for batch in odd {
-                let buf = spare.try_recv().unwrap_or_default();
-                if done.send(format_batch(batch, buf)).is_err() {
-                    break;
+    crate::output::CsvWindows::new(a, &mut out)?.finish()?;
+    let out = crate::output::InOrder::new(out);
+    let write_batches = |numbered: &mut dyn Iterator<Item = (usize, &&[(usize, u32)])>| {
+        let _stop = out.stop_on_panic();
+        let mut buf = Vec::new();
+        let mut count = 0;
+        for (i, batch) in numbered {
+            buf.clear();
+            let mut w = crate::output::CsvWindows::without_header(a, &mut buf);
+            let formatted = write_groups(a, tables, &by_group, batch, &mut w);
+            let written = formatted.and_then(|n| w.finish().map(|()| n));
+            match written.and_then(|n| out.write(i, &buf).map(|more| (n, more))) {
+                Ok((n, true)) => count += n,
+                // Another thread's batch failed: it reports why.
+                Ok((_, false)) => break,
+                Err(e) => {
+                    out.fail();
+                    return Err(e);
                 }
             }
-        });
-        // ... the even ones (all of them without a helper) here.
-        let mut count = 0;
-        for (i, batch) in batches.iter().enumerate() {
-            if i.is_multiple_of(2) || helper.is_err() {
-                count += write_groups(a, tables, &by_group, batch, &mut w)?;
-                continue;
-            }
-            let (n, lines) = match formatted.recv() {
-                Ok(result) => result?,
-                // The helper is gone (it panicked, which the scope raises again).
-                Err(_) => format_batch(batch, Vec::new())?,
-            };
-            w.lines(&lines)?;
-            count += n;
-            let _ = recycle.send(lines);
         }
         Ok(count)
+    };
+    let count = std::thread::scope(|scope| -> std::io::Result<u64> {
+        let helper = std::thread::Builder::new().spawn_scoped(scope, || {
+            write_batches(&mut batches.iter().enumerate().skip(1).step_by(2))
+        });
+        match helper {
+            Ok(helper) => {
+                let mine = write_batches(&mut batches.iter().enumerate().step_by(2));
+                let theirs = helper
+                    .join()
+                    .unwrap_or_else(|e| std::panic::resume_unwind(e));
+                Ok(mine? + theirs?)
+            }
+            // No helper: every batch here.
+            Err(_) => write_batches(&mut batches.iter().enumerate()),
+        }
     })?;
-    w.finish()?;
+    out.into_inner()?.flush()?;
     Ok(count)
 }
 

@@ -2,6 +2,7 @@
 //! their outputs can be diffed).
 
 use std::io::{self, Write};
+use std::sync::{Condvar, Mutex};
 
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
@@ -141,13 +142,6 @@ impl<'a, W: Write> CsvWindows<'a, W> {
         }
     }
 
-    /// Appends whole lines written elsewhere (by a writer made `without_header`).
-    pub(crate) fn lines(&mut self, lines: &[u8]) -> io::Result<()> {
-        self.out.write_all(&self.buf)?;
-        self.buf.clear();
-        self.out.write_all(lines)
-    }
-
     /// Writes one cell: group values, window bounds, each metric's value, then the
     /// derived values.
     pub(crate) fn cell(
@@ -244,6 +238,83 @@ impl<'a, W: Write> CsvWindows<'a, W> {
         self.buf.clear();
         self.out.flush()
     }
+}
+
+/// A writer shared by threads that write numbered pieces of one output: each piece is
+/// written once all before it are, by the thread that made it (so that thread, not one
+/// writer for all, spends the time the write takes).
+pub(crate) struct InOrder<W> {
+    turn: Mutex<Turn<W>>,
+    turn_changed: Condvar,
+}
+
+struct Turn<W> {
+    out: W,
+    /// The piece to write next.
+    next: usize,
+    /// A thread stopped (its piece failed): the others stop too.
+    stopped: bool,
+}
+
+impl<W: Write> InOrder<W> {
+    pub(crate) fn new(out: W) -> Self {
+        InOrder {
+            turn: Mutex::new(Turn {
+                out,
+                next: 0,
+                stopped: false,
+            }),
+            turn_changed: Condvar::new(),
+        }
+    }
+
+    /// Writes piece `i` after pieces `0..i`; `Ok(false)` (nothing written) when a thread
+    /// stopped.
+    pub(crate) fn write(&self, i: usize, bytes: &[u8]) -> io::Result<bool> {
+        let mut turn = self.turn.lock().map_err(|_| poisoned())?;
+        while turn.next != i && !turn.stopped {
+            turn = self.turn_changed.wait(turn).map_err(|_| poisoned())?;
+        }
+        if turn.stopped {
+            return Ok(false);
+        }
+        turn.out.write_all(bytes)?;
+        turn.next += 1;
+        self.turn_changed.notify_all();
+        Ok(true)
+    }
+
+    /// Stops the other threads (this one's piece failed).
+    pub(crate) fn fail(&self) {
+        if let Ok(mut turn) = self.turn.lock() {
+            turn.stopped = true;
+        }
+        self.turn_changed.notify_all();
+    }
+
+    /// A guard that stops the other threads if this one panics while it is held (they
+    /// would otherwise wait for its pieces forever; with `panic = "abort"` the process
+    /// ends anyway).
+    pub(crate) fn stop_on_panic(&self) -> impl Drop + '_ {
+        struct Guard<'a, W: Write>(&'a InOrder<W>);
+        impl<W: Write> Drop for Guard<'_, W> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    self.0.fail();
+                }
+            }
+        }
+        Guard(self)
+    }
+
+    pub(crate) fn into_inner(self) -> io::Result<W> {
+        let turn = self.turn.into_inner().map_err(|_| poisoned())?;
+        Ok(turn.out)
+    }
+}
+
+fn poisoned() -> io::Error {
+    io::Error::other("an output thread panicked")
 }
 
 /// Appends a text field, quoted (quotes doubled) when it holds a delimiter, a quote or a
@@ -426,6 +497,57 @@ mod tests {
             write_int(&mut buf, i);
             assert_eq!(buf, i.to_string().as_bytes());
         }
+    }
+
+    #[test]
+    fn pieces_are_written_in_order_from_two_threads() {
+        /// Takes `room` bytes, then fails.
+        struct Limited(Vec<u8>, usize);
+        impl Write for Limited {
+            fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+                if self.0.len() + bytes.len() > self.1 {
+                    return Err(io::Error::other("full"));
+                }
+                self.0.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let write_all = |room: usize| {
+            let out = InOrder::new(Limited(Vec::new(), room));
+            let pieces = |first: usize| {
+                let mut written = 0;
+                for i in (first..40).step_by(2) {
+                    match out.write(i, format!("{i},").as_bytes()) {
+                        Ok(true) => written += 1,
+                        Ok(false) => break,
+                        Err(e) => {
+                            out.fail();
+                            return Err(e);
+                        }
+                    }
+                }
+                Ok(written)
+            };
+            let (even, odd) = std::thread::scope(|s| {
+                let odd = s.spawn(|| pieces(1));
+                (pieces(0), odd.join().unwrap())
+            });
+            (
+                even,
+                odd,
+                String::from_utf8(out.into_inner().unwrap().0).unwrap(),
+            )
+        };
+        let (even, odd, text) = write_all(usize::MAX);
+        let want: String = (0..40).map(|i| format!("{i},")).collect();
+        assert_eq!((even.unwrap(), odd.unwrap(), text), (20, 20, want));
+        // A failed write stops both threads (neither waits for the other's pieces).
+        let (even, odd, text) = write_all(12);
+        assert!(even.is_err() != odd.is_err(), "{even:?} {odd:?}");
+        assert_eq!(text, "0,1,2,3,4,5,");
     }
 
     #[test]

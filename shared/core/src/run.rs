@@ -81,7 +81,7 @@ pub enum RunError {
 /// one-line summary (`rows=N bad=N late=N cells=N bytes=N seconds=S`) to `stderr`.
 pub fn run(
     opts: &RunOptions,
-    stdout: &mut dyn Write,
+    stdout: &mut (dyn Write + Send),
     stderr: &mut dyn Write,
 ) -> Result<(), RunError> {
     let started = Instant::now();
