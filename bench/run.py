@@ -65,9 +65,14 @@ def best_of(n: int, label: str, once) -> float:
     # One untimed warm-up run first, as hyperfine does: on this VM the first runs after the
     # page cache was filled (just before) are slower for every contender, the most for the
     # one that touches the most fresh memory a second.
+    #
+    # Before every run, dirty pages (the previous run's output) are written back first:
+    # otherwise the kernel's writeback can share the two cores with the run being timed.
+    os.sync()
     print(f"  {label:<12} warm-up: {once():.3f} s (not counted)", flush=True)
     times = []
     for i in range(n):
+        os.sync()
         times.append(once())
         print(f"  {label:<12} run {i + 1}/{n}: {times[-1]:.3f} s", flush=True)
     return min(times)
