@@ -133,12 +133,12 @@ impl Number {
 pub(crate) struct CellsByGroup {
     /// Group `g`'s cells are `cells[offsets[g]..offsets[g + 1]]`.
     offsets: Vec<usize>,
-    cells: Vec<(i64, u32)>,
+    cells: Vec<u32>,
 }
 
 impl CellsByGroup {
-    /// Group `g`'s (window start, cell id), by start.
-    pub fn of(&self, g: u32) -> &[(i64, u32)] {
+    /// Group `g`'s cell ids, by window start ([`FixedCells::start`]).
+    pub fn of(&self, g: u32) -> &[u32] {
         let g = g as usize;
         match (self.offsets.get(g), self.offsets.get(g + 1)) {
             (Some(&a), Some(&b)) => &self.cells[a..b],
@@ -328,17 +328,20 @@ impl FixedCells {
             offsets.push(offsets[offsets.len() - 1] + n as usize);
         }
         let mut fill = offsets.clone();
-        let mut cells = vec![(0i64, 0u32); self.count()];
+        let mut cells = vec![0u32; self.count()];
         for id in 0..self.count() {
             let at = &mut fill[group(id)];
-            cells[*at] = (self.start(id as u32), id as u32);
+            cells[*at] = id as u32;
             *at += 1;
         }
-        for g in offsets.windows(2) {
-            let one = &mut cells[g[0]..g[1]];
-            if !one.is_sorted_by_key(|c| c.0) {
-                one.sort_unstable_by_key(|c| c.0);
-            }
+        // A group's cells were made in window order unless it moved to the (group, start)
+        // map ([`Self::cell`]): only those are sorted.
+        let mut unordered: Vec<u32> = self.unordered.keys().map(|&(g, _)| g).collect();
+        unordered.sort_unstable();
+        unordered.dedup();
+        for g in unordered {
+            let (a, b) = (offsets[g as usize], offsets[g as usize + 1]);
+            cells[a..b].sort_unstable_by_key(|&id| self.start(id));
         }
         CellsByGroup { offsets, cells }
     }
@@ -685,8 +688,8 @@ mod tests {
         let [mut first, second] = halves;
         let theirs = second.by_group();
         for g in 0..3 {
-            for &(start, id) in theirs.of(g) {
-                let cell = first.cell(&mut refs[g as usize], start);
+            for &id in theirs.of(g) {
+                let cell = first.cell(&mut refs[g as usize], second.start(id));
                 first.merge_cell(cell, &second, id);
             }
         }
@@ -694,9 +697,9 @@ mod tests {
         let mine = first.by_group();
         for g in 0..3 {
             let cells = mine.of(g);
-            assert!(cells.is_sorted_by_key(|c| c.0));
-            for &(start, id) in cells {
-                assert_eq!(first.start(id), start);
+            assert!(cells.is_sorted_by_key(|&id| first.start(id)));
+            for &id in cells {
+                let start = first.start(id);
                 let state = first.cell_state(id);
                 let mut fields = Vec::new();
                 for (i, acc) in state.accs.iter().enumerate() {

@@ -277,8 +277,8 @@ impl AggTable {
                     }
                 }
                 _ => {
-                    for &(start, id) in theirs.of(gb as u32) {
-                        let cell = self.fixed.cell(r, start);
+                    for &id in theirs.of(gb as u32) {
+                        let cell = self.fixed.cell(r, other.fixed.start(id));
                         self.fixed.merge_cell(cell, &other.fixed, id);
                     }
                 }
@@ -569,14 +569,15 @@ fn write_groups<W: std::io::Write>(
         // The cells lie far apart in the arenas: those of the groups that follow are
         // fetched into the cache while this one's are written.
         for &(t, g) in groups[end..].iter().take(PREFETCH_GROUPS) {
-            for &(_, id) in by_group[t].of(g) {
+            for &id in by_group[t].of(g) {
                 tables[t].fixed.prefetch(id);
             }
         }
         // (start, table, id) of the key's cells, by start; equal starts merge.
         cells.clear();
         for &(t, g) in &groups[run..end] {
-            cells.extend(by_group[t].of(g).iter().map(|&(start, id)| (start, t, id)));
+            let fixed = &tables[t].fixed;
+            cells.extend(by_group[t].of(g).iter().map(|&id| (fixed.start(id), t, id)));
         }
         if end - run > 1 {
             cells.sort_by_key(|&(start, t, _)| (start, t));
@@ -1164,7 +1165,8 @@ impl Ctx<'_> {
                     let by_group = f.by_group();
                     for g in table.groups_in_order() {
                         let grp = &table.group_list[g as usize];
-                        for &(start, id) in by_group.of(g) {
+                        for &id in by_group.of(g) {
+                            let start = f.start(id);
                             let end = start.saturating_add(size_ms);
                             cells.push((key(grp, start, end), f.cell_state(id)));
                         }
