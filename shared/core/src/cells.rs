@@ -20,17 +20,17 @@ const NO_CELL: u32 = u32::MAX;
 /// Head words of every cell.
 const START: usize = 0;
 const ROWS: usize = 1;
-const FIRST_EVENT: usize = 2;
-const LAST_EVENT: usize = 3;
 /// The group's previous cell (low 32 bits) and the group (high 32 bits).
-const LINK: usize = 4;
-/// [`REOPENED`] when a late row (policy `update`) touched the cell, and a bit per
-/// `min` / `max` slot that holds a value ([`Slot::Extreme`]).
-const FLAGS: usize = 5;
-const HEAD_WORDS: usize = 6;
+const LINK: usize = 2;
+/// [`REOPENED`] when a late row (policy `update`) touched the cell, a bit per `min` / `max`
+/// slot that holds a value ([`Slot::Extreme`]), and two per float sum ([`Slot::Float`]).
+const FLAGS: usize = 3;
+/// The first and last event time of the cell's rows. For windows shorter than 2^32 ms,
+/// one word: both as offsets from the window start (low and high 32 bits; [`NO_EVENTS`]
+/// before the first row). Otherwise two words: the times themselves.
+const EVENTS: usize = 4;
+const NO_EVENTS: u64 = u32::MAX as u64;
 const REOPENED: u64 = 1;
-/// `min` / `max` slots with their has-value bit in [`FLAGS`]; any more are `Acc`s.
-const MAX_EXTREMES: u32 = 63;
 
 /// How far back a group's chain is walked to find an earlier window before the group is
 /// indexed by (group, start) instead.
@@ -72,8 +72,16 @@ enum Slot {
     Count(usize),
     /// `sum` of ints: i128 (two words), then the count of values.
     SumInt(usize),
-    /// `sum` (or `avg`, when `avg`) of floats: a [`FloatSum`] in four words.
-    Float { at: usize, avg: bool },
+    /// `sum` (or `avg`, when `avg`) of floats: the exact sum in nano units, in one word
+    /// while it fits an i64. Flag `wide` set: the sum outgrew the word and is the cell's
+    /// entry in `FixedCells::wide_sums`. Flag `gaps` set: some rows had no number here,
+    /// counted in `FixedCells::gaps` (the count of values is the rows less those).
+    Float {
+        at: usize,
+        avg: bool,
+        wide: u64,
+        gaps: u64,
+    },
     /// `min` (or `max`, when not `min`) of numbers or timestamps: the value's bits, which
     /// are the value once the slot's `has` bit is set in the cell's [`FLAGS`].
     Extreme {
@@ -163,32 +171,53 @@ pub(crate) struct FixedCells {
     newest: Vec<(u32, u32)>,
     /// (group, window start) -> cell id, for groups whose cells arrived out of order.
     unordered: FxHashMap<(u32, i64), u32>,
+    /// Whether event times take two words (windows of 2^32 ms or more; see [`EVENTS`]).
+    wide_events: bool,
+    /// Float sums that outgrew their word, by (cell, metric index) ([`Slot::Float`]).
+    wide_sums: FxHashMap<(u32, u32), FloatSum>,
+    /// Rows without a number for a float sum, by (cell, metric index), where there were any.
+    gaps: FxHashMap<(u32, u32), u64>,
 }
 
 impl FixedCells {
-    pub fn new(metrics: &[MetricSpec]) -> Self {
-        let (mut slots, mut others, mut at) = (Vec::new(), Vec::new(), HEAD_WORDS);
-        let mut extremes = 0;
+    /// Cells for `metrics` over windows of `window_ms`.
+    pub fn new(metrics: &[MetricSpec], window_ms: i64) -> Self {
+        let wide_events = window_ms > i64::from(u32::MAX);
+        let head_words = EVENTS + 1 + usize::from(wide_events);
+        let (mut slots, mut others, mut at) = (Vec::new(), Vec::new(), head_words);
+        // The next free bit of FLAGS (bit 0 is REOPENED).
+        let mut bit = 1;
+        let mut take_bit = || {
+            let b = (bit < 64).then(|| 1u64 << bit);
+            bit += 1;
+            b
+        };
         for m in metrics {
-            let (slot, words) = match (m.func, Number::of(m.out_ty)) {
-                (MetricFunc::Count, _) => (Slot::Rows, 0),
-                (MetricFunc::CountIf, _) => (Slot::Count(at), 1),
-                (MetricFunc::Sum, Some(Number::Int)) => (Slot::SumInt(at), 3),
+            let placed = match (m.func, Number::of(m.out_ty)) {
+                (MetricFunc::Count, _) => Some((Slot::Rows, 0)),
+                (MetricFunc::CountIf, _) => Some((Slot::Count(at), 1)),
+                (MetricFunc::Sum, Some(Number::Int)) => Some((Slot::SumInt(at), 3)),
                 (MetricFunc::Sum, Some(Number::Float)) | (MetricFunc::Avg, _) => {
                     let avg = m.func == MetricFunc::Avg;
-                    (Slot::Float { at, avg }, 4)
+                    let float = |(wide, gaps)| Slot::Float {
+                        at,
+                        avg,
+                        wide,
+                        gaps,
+                    };
+                    take_bit().zip(take_bit()).map(|bits| (float(bits), 1))
                 }
-                (MetricFunc::Min | MetricFunc::Max, Some(n)) if extremes < MAX_EXTREMES => {
+                (MetricFunc::Min | MetricFunc::Max, Some(n)) => {
                     let min = m.func == MetricFunc::Min;
-                    extremes += 1;
-                    let has = REOPENED << extremes;
-                    (Slot::Extreme { at, has, n, min }, 1)
+                    take_bit().map(|has| (Slot::Extreme { at, has, n, min }, 1))
                 }
-                _ => {
-                    others.push(m.new_acc());
-                    (Slot::Other(others.len() - 1), 0)
-                }
+                _ => None,
             };
+            // Any other metric, or one past the flag bits: an `Acc` of its own.
+            let (slot, words) = placed.unwrap_or_else(|| {
+                others.push(m.new_acc());
+                (Slot::Other(others.len() - 1), 0)
+            });
             slots.push(slot);
             at += words;
         }
@@ -199,6 +228,9 @@ impl FixedCells {
             other_accs: Vec::new(),
             newest: Vec::new(),
             unordered: FxHashMap::default(),
+            wide_events,
+            wide_sums: FxHashMap::default(),
+            gaps: FxHashMap::default(),
         }
     }
 
@@ -355,14 +387,12 @@ impl FixedCells {
         let (newest, cells) = &mut self.newest[g as usize];
         let prev = std::mem::replace(newest, id);
         *cells += 1;
-        self.words.push(&[
-            start as u64,
-            0,
-            i64::MAX as u64,
-            i64::MIN as u64,
-            u64::from(prev) | u64::from(g) << 32,
-            0,
-        ]);
+        let link = u64::from(prev) | u64::from(g) << 32;
+        let (first, last) = (i64::MAX as u64, i64::MIN as u64);
+        let narrow = [start as u64, 0, link, 0, NO_EVENTS];
+        let wide = [start as u64, 0, link, 0, first, last];
+        self.words
+            .push(if self.wide_events { &wide } else { &narrow });
         self.other_accs.extend_from_slice(&self.others);
         id
     }
@@ -380,13 +410,12 @@ impl FixedCells {
     ) {
         let w = self.words.get_mut(cell);
         w[ROWS] += 1;
-        w[FIRST_EVENT] = (w[FIRST_EVENT] as i64).min(ts) as u64;
-        w[LAST_EVENT] = (w[LAST_EVENT] as i64).max(ts) as u64;
+        note_events(w, self.wide_events, ts, ts);
         if reopened {
             w[FLAGS] |= REOPENED;
         }
         let others = cell as usize * self.others.len();
-        for (slot, m) in self.slots.iter().zip(metrics) {
+        for (i, (slot, m)) in self.slots.iter().zip(metrics).enumerate() {
             let owned;
             let v = match (&m.arg, m.func) {
                 (None, _) => &Val::Null,
@@ -416,11 +445,29 @@ impl FixedCells {
                         w[o + 2] += 1;
                     }
                 }
-                Slot::Float { at: o, .. } => {
-                    if let Some(x) = v.as_f64() {
-                        let mut s = read_float_sum(&w[o..]);
-                        s.add(x);
-                        write_float_sum(&mut w[o..], &s);
+                Slot::Float { at, wide, gaps, .. } => {
+                    let key = (cell, i as u32);
+                    match v.as_f64() {
+                        Some(x) if w[FLAGS] & wide == 0 => {
+                            match FloatSum::add_to_i64(w[at] as i64, x) {
+                                Some(nanos) => w[at] = nanos as u64,
+                                None => {
+                                    w[FLAGS] |= wide;
+                                    let nanos = i128::from(w[at] as i64);
+                                    let mut sum = FloatSum {
+                                        nanos,
+                                        ..FloatSum::default()
+                                    };
+                                    sum.add_uncounted(x);
+                                    self.wide_sums.insert(key, sum);
+                                }
+                            }
+                        }
+                        Some(x) => self.wide_sums.entry(key).or_default().add_uncounted(x),
+                        None => {
+                            w[FLAGS] |= gaps;
+                            *self.gaps.entry(key).or_insert(0) += 1;
+                        }
                     }
                 }
                 Slot::Extreme { at, has, n, min } => {
@@ -436,24 +483,30 @@ impl FixedCells {
     /// Merges cell `id` of `other` (a table of the same aggregate) into cell `cell`.
     pub fn merge_cell(&mut self, cell: u32, other: &FixedCells, id: u32) {
         let theirs = other.cell_words(id);
+        let (my_rows, their_rows) = (self.cell_words(cell)[ROWS], theirs[ROWS]);
+        // Float sums first: their counts of values follow from the rows before the merge.
+        for i in 0..self.slots.len() {
+            if let Slot::Float { .. } = self.slots[i] {
+                let mut sum = self.float_sum(cell, i, my_rows);
+                sum.merge(&other.float_sum(id, i, their_rows));
+                self.set_float_sum(cell, i, sum, my_rows + their_rows);
+            }
+        }
+        let (first, last) = other.events(theirs);
         let w = self.words.get_mut(cell);
-        w[ROWS] += theirs[ROWS];
-        w[FIRST_EVENT] = (w[FIRST_EVENT] as i64).min(theirs[FIRST_EVENT] as i64) as u64;
-        w[LAST_EVENT] = (w[LAST_EVENT] as i64).max(theirs[LAST_EVENT] as i64) as u64;
+        w[ROWS] += their_rows;
+        if first <= last {
+            note_events(w, self.wide_events, first, last);
+        }
         w[FLAGS] |= theirs[FLAGS] & REOPENED;
         for slot in &self.slots {
             match *slot {
-                Slot::Rows => {}
+                Slot::Rows | Slot::Float { .. } => {}
                 Slot::Count(o) => w[o] += theirs[o],
                 Slot::SumInt(o) => {
                     let sum = read_i128(&w[o..]).saturating_add(read_i128(&theirs[o..]));
                     write_i128(&mut w[o..], sum);
                     w[o + 2] += theirs[o + 2];
-                }
-                Slot::Float { at: o, .. } => {
-                    let mut s = read_float_sum(&w[o..]);
-                    s.merge(&read_float_sum(&theirs[o..]));
-                    write_float_sum(&mut w[o..], &s);
                 }
                 Slot::Extreme { at, has, n, min } => {
                     if theirs[FLAGS] & has != 0 {
@@ -478,8 +531,8 @@ impl FixedCells {
                 sum: read_i128(&w[o..]),
                 n: w[o + 2],
             },
-            Slot::Float { at: o, avg: true } => Acc::Avg(read_float_sum(&w[o..])),
-            Slot::Float { at: o, avg: false } => Acc::SumFloat(read_float_sum(&w[o..])),
+            Slot::Float { avg: true, .. } => Acc::Avg(self.float_sum(cell, i, w[ROWS])),
+            Slot::Float { avg: false, .. } => Acc::SumFloat(self.float_sum(cell, i, w[ROWS])),
             Slot::Extreme { at, has, n, min } => {
                 let v = (w[FLAGS] & has != 0).then(|| n.scalar(w[at]));
                 if min {
@@ -504,7 +557,7 @@ impl FixedCells {
             }
             Slot::Extreme { .. } => Val::Null,
             Slot::Other(k) => self.cell_others(cell)[k].val(),
-            Slot::Float { at, avg: false } => read_float_sum(&w[at..]).total(),
+            Slot::Float { avg: false, .. } => self.float_sum(cell, i, w[ROWS]).total(),
             // Sums and averages as their accumulator computes them.
             Slot::SumInt(_) | Slot::Float { .. } => self.acc(cell, i).val().into_owned(),
         }
@@ -521,8 +574,8 @@ impl FixedCells {
             match *slot {
                 Slot::Rows => write_int(buf, count(w[ROWS])),
                 Slot::Count(o) => write_int(buf, count(w[o])),
-                Slot::Float { at, avg: false } => {
-                    let sum = read_float_sum(&w[at..]);
+                Slot::Float { avg: false, .. } => {
+                    let sum = self.float_sum(cell, i, w[ROWS]);
                     if sum.n > 0 {
                         write_f64(buf, sum.value());
                     }
@@ -541,12 +594,78 @@ impl FixedCells {
     /// A cell as a [`CellState`].
     pub fn cell_state(&self, cell: u32) -> CellState {
         let w = self.cell_words(cell);
+        let (first_event_ms, last_event_ms) = self.events(w);
         CellState {
             accs: (0..self.slots.len()).map(|i| self.acc(cell, i)).collect(),
             reopened: w[FLAGS] & REOPENED != 0,
-            first_event_ms: w[FIRST_EVENT] as i64,
-            last_event_ms: w[LAST_EVENT] as i64,
+            first_event_ms,
+            last_event_ms,
             rows: w[ROWS],
+        }
+    }
+
+    /// A cell's first and last event time (`i64::MAX`, `i64::MIN` before its first row).
+    fn events(&self, w: &[u64]) -> (i64, i64) {
+        if self.wide_events {
+            return (w[EVENTS] as i64, w[EVENTS + 1] as i64);
+        }
+        let (first, last) = (w[EVENTS] as u32, (w[EVENTS] >> 32) as u32);
+        if first == u32::MAX {
+            return (i64::MAX, i64::MIN);
+        }
+        let start = w[START] as i64;
+        (start + i64::from(first), start + i64::from(last))
+    }
+
+    /// The sum of metric `i` (a [`Slot::Float`]) in a cell of `rows` rows.
+    fn float_sum(&self, cell: u32, i: usize, rows: u64) -> FloatSum {
+        let Slot::Float { at, wide, gaps, .. } = self.slots[i] else {
+            return FloatSum::default();
+        };
+        let (w, key) = (self.cell_words(cell), (cell, i as u32));
+        let mut sum = match w[FLAGS] & wide {
+            0 => FloatSum {
+                nanos: i128::from(w[at] as i64),
+                ..FloatSum::default()
+            },
+            _ => self.wide_sums.get(&key).cloned().unwrap_or_default(),
+        };
+        let missing = match w[FLAGS] & gaps {
+            0 => 0,
+            _ => self.gaps.get(&key).copied().unwrap_or(0),
+        };
+        sum.n = rows.saturating_sub(missing);
+        sum
+    }
+
+    /// Stores `sum` as metric `i` (a [`Slot::Float`]) of a cell of `rows` rows.
+    fn set_float_sum(&mut self, cell: u32, i: usize, sum: FloatSum, rows: u64) {
+        let Slot::Float { at, wide, gaps, .. } = self.slots[i] else {
+            return;
+        };
+        let key = (cell, i as u32);
+        let w = self.words.get_mut(cell);
+        match i64::try_from(sum.nanos) {
+            // (+0.0 exactly: a -0.0 or NaN side sum keeps the wide form.)
+            Ok(nanos) if sum.big.to_bits() == 0 => {
+                w[at] = nanos as u64;
+                w[FLAGS] &= !wide;
+                self.wide_sums.remove(&key);
+            }
+            _ => {
+                w[FLAGS] |= wide;
+                self.wide_sums.insert(key, FloatSum { n: 0, ..sum });
+            }
+        }
+        match rows.saturating_sub(sum.n) {
+            0 => {
+                w[FLAGS] &= !gaps;
+                self.gaps.remove(&key);
+            }
+            missing => {
+                w[FLAGS] |= gaps;
+                self.gaps.insert(key, missing);
+            }
         }
     }
 }
@@ -574,18 +693,21 @@ fn write_i128(w: &mut [u64], v: i128) {
     w[1] = ((v as u128) >> 64) as u64;
 }
 
-fn read_float_sum(w: &[u64]) -> FloatSum {
-    FloatSum {
-        nanos: read_i128(w),
-        big: f64::from_bits(w[2]),
-        n: w[3],
+/// Widens a cell's event times (see [`EVENTS`]) to take in `first..=last`, times in the
+/// cell's window.
+#[inline]
+fn note_events(w: &mut [u64], wide: bool, first: i64, last: i64) {
+    if wide {
+        w[EVENTS] = (w[EVENTS] as i64).min(first) as u64;
+        w[EVENTS + 1] = (w[EVENTS + 1] as i64).max(last) as u64;
+        return;
     }
-}
-
-fn write_float_sum(w: &mut [u64], s: &FloatSum) {
-    write_i128(w, s.nanos);
-    w[2] = s.big.to_bits();
-    w[3] = s.n;
+    let start = w[START] as i64;
+    // In the window, an offset is below its length, itself below 2^32 - 1.
+    let offset = |t: i64| u32::try_from(t - start).unwrap_or(u32::MAX - 1);
+    let first = (w[EVENTS] as u32).min(offset(first));
+    let last = ((w[EVENTS] >> 32) as u32).max(offset(last));
+    w[EVENTS] = u64::from(first) | u64::from(last) << 32;
 }
 
 /// Asks the CPU to load the cache line of `value` without waiting for it (x86-64), or
@@ -631,12 +753,15 @@ mod tests {
 
     /// A row; its numbers are null one time in 10, or `nulls` times in 10 if more.
     fn row(next: &mut impl FnMut() -> u64, ts: i64, nulls: u64) -> Vec<Val<'static>> {
-        let pick = if next() % 10 < nulls { 0 } else { next() % 10 };
+        let pick = if next() % 10 < nulls { 0 } else { next() % 30 };
         let x = match pick {
-            0 => Val::Null,
-            1 => Val::Float(-0.0),
-            2 => Val::Float(f64::NAN),
-            3 => Val::Float(1e30),
+            0..=2 => Val::Null,
+            3 => Val::Float(-0.0),
+            4 => Val::Float(f64::NAN),
+            5 => Val::Float(1e30),
+            // Two of these outgrow a word of nano units.
+            6 => Val::Float(7e9),
+            7 => Val::Float(-7.5e9),
             _ => Val::Float((next() % 100_000) as f64 / 100.0 - 300.0),
         };
         let n = match pick {
@@ -647,14 +772,55 @@ mod tests {
         vec![x, n, s, Val::Ts(ts)]
     }
 
+    /// Past the 63 flag bits, sums and extremes keep an `Acc` of their own, with the same
+    /// results.
+    #[test]
+    fn metrics_past_the_flag_bits_are_accs() {
+        let names: Vec<String> = (0..60).map(|i| format!("m{i}")).collect();
+        let defs: Vec<(&str, &str)> = (names.iter())
+            .enumerate()
+            .map(|(i, name)| {
+                (
+                    name.as_str(),
+                    ["sum(amount)", "max(n)", "avg(amount)"][i % 3],
+                )
+            })
+            .collect();
+        let metrics = metric_specs(&defs);
+        let mut cells = FixedCells::new(&metrics, 600_000);
+        let others = cells.slots.iter().filter(|s| matches!(s, Slot::Other(_)));
+        assert!(others.count() >= 5);
+        let (mut r, mut want, mut scratch) =
+            (GroupRef::new(0), CellState::new(&metrics), String::new());
+        let mut next = xorshift(3);
+        for i in 0..50 {
+            let ts = 1_000 + i * 7;
+            let row = row(&mut next, ts, 0);
+            let id = cells.cell(&mut r, 0);
+            cells.update(id, &metrics, &row, ts, false, &mut scratch);
+            want.update(&metrics, &row, ts, &mut scratch);
+        }
+        assert_eq!(format!("{:?}", cells.cell_state(0)), format!("{want:?}"));
+    }
+
     /// Cells in the compact layout give what `CellState::update` gives, row by row and
     /// after merging, for every kind of slot, with groups whose windows arrive in order,
     /// a little out of order (found back along the chain) and far out of order (indexed).
     #[test]
     fn cells_agree_with_cell_states() {
+        // Event times as offsets in one word, and as two words (windows of 2^32 ms or more).
+        for window_ms in [600_000, 1 << 33] {
+            cells_agree_with_cell_states_over(window_ms);
+        }
+    }
+
+    fn cells_agree_with_cell_states_over(window_ms: i64) {
         let metrics = metrics();
         let mut next = xorshift(7);
-        let mut halves = [FixedCells::new(&metrics), FixedCells::new(&metrics)];
+        let mut halves = [
+            FixedCells::new(&metrics, window_ms),
+            FixedCells::new(&metrics, window_ms),
+        ];
         let mut refs: Vec<GroupRef> = (0..3).map(GroupRef::new).collect();
         let mut refs2 = refs.clone();
         let mut want: std::collections::BTreeMap<(u32, i64), CellState> = Default::default();
@@ -719,6 +885,15 @@ mod tests {
                 got.insert((g, start), state);
             }
         }
+        // Sums in a word and sums outgrown, with and without rows lacking a number.
+        let Slot::Float { wide, gaps, .. } = first.slots[2] else {
+            panic!("sum(amount) is a float slot");
+        };
+        let flags = |id: u32| first.cell_words(id)[FLAGS];
+        let ids = 0..first.count() as u32;
+        assert!(ids.clone().any(|id| flags(id) & (wide | gaps) == 0));
+        assert!(ids.clone().any(|id| flags(id) & wide != 0));
+        assert!(ids.clone().any(|id| flags(id) & gaps != 0));
         assert_eq!(got.len(), want.len());
         for (key, cell) in &want {
             // NaN != NaN: compare the debug text (the bits print alike).

@@ -18,7 +18,7 @@ use smallvec::SmallVec;
 
 use crate::cells::{CellsByGroup, FixedCells, GroupRef};
 use crate::definition::{BadRowPolicy, Dialect, LatePolicy, Pipeline};
-use crate::metrics::{Acc, CellState, MetricSpec};
+use crate::metrics::{Acc, CellState};
 use crate::reader;
 use crate::records::{Record, RecordReader};
 use crate::types::{
@@ -245,11 +245,11 @@ impl AggTable {
         order
     }
 
-    fn new(metrics: &[MetricSpec]) -> Self {
+    fn new(agg: &crate::definition::Aggregate) -> Self {
         AggTable {
             index: GroupIndex::default(),
             group_list: Vec::new(),
-            fixed: FixedCells::new(metrics),
+            fixed: FixedCells::new(&agg.metrics, agg.window.size_ms()),
         }
     }
 
@@ -708,11 +708,7 @@ pub(crate) fn process_part<'p, R: Read>(
         plan: TypingPlan::default(),
         nfields: 0,
         report: FileReport::default(),
-        tables: pipeline
-            .aggregates
-            .iter()
-            .map(|a| AggTable::new(&a.metrics))
-            .collect(),
+        tables: pipeline.aggregates.iter().map(AggTable::new).collect(),
         keybuf: Vec::with_capacity(64),
         scratch: String::new(),
         session_keys: Vec::new(),

@@ -247,6 +247,23 @@ impl FloatSum {
     #[inline]
     pub fn add(&mut self, x: f64) {
         self.n += 1;
+        self.add_uncounted(x);
+    }
+
+    /// `nanos` plus `x` in nano units when that stays in i64 (the common case, exactly what
+    /// [`Self::add`] would make of it); `None` otherwise.
+    #[inline]
+    pub fn add_to_i64(nanos: i64, x: f64) -> Option<i64> {
+        let scaled = x * NANOS;
+        if scaled.abs() < 9e18 {
+            return nanos.checked_add(round_i64(scaled));
+        }
+        None
+    }
+
+    /// [`Self::add`] without counting the value (the caller counts).
+    #[inline]
+    pub fn add_uncounted(&mut self, x: f64) {
         let scaled = x * NANOS;
         if scaled.abs() < 9e18 {
             // The common case in i64, where `round` and the conversion are single
