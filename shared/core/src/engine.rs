@@ -403,6 +403,15 @@ impl<'p> Processed<'p> {
         };
     }
 
+    /// Frees the tables' key -> group maps, which writing them out does not use (their
+    /// memory goes back to the allocator, for the output's use, instead of fresh pages).
+    pub(crate) fn drop_group_indexes(&mut self) {
+        let later = self.later.iter_mut().flatten();
+        for table in self.ctx.tables.iter_mut().chain(later) {
+            table.index = GroupIndex::default();
+        }
+    }
+
     /// Writes the cells of the pipeline's aggregate `agg` as [`crate::write_windows`] would
     /// (CSV), straight from the tables (the parts' cells of one window merged as they are
     /// written); returns the number of cells, or `None` (nothing written) for session

@@ -179,7 +179,7 @@ pub fn run(
             name: if path == "-" { "stdin" } else { path },
             watermark_ms: state.watermark_ms(pipeline),
         };
-        let processed = if path == "-" {
+        let mut processed = if path == "-" {
             process(pipeline, input, io::stdin().lock())?
         } else {
             let f = File::open(path).map_err(|source| RunError::Input {
@@ -204,6 +204,10 @@ pub fn run(
         total.late += report.stats.late;
         total.bytes += report.stats.bytes;
         if single {
+            if !agg.window.is_session() {
+                // Written straight from the tables: their group maps are done with.
+                processed.drop_group_indexes();
+            }
             if let Some(n) = processed.write_csv(agg_index, &mut *stdout) {
                 written = Some(n.map_err(RunError::Output)?);
                 // Freeing every cell costs a tenth of a short run and `csvflow run` exits
