@@ -1124,14 +1124,21 @@ mod tests {
         .collect()
     }
 
-    fn run(src: &str, row: &[Val<'_>]) -> Result<String, ExprError> {
+    /// `src` compiled over [`scope`]'s columns, as an expression or as a condition.
+    fn compile(src: &str, condition: bool) -> Result<Expr, ExprError> {
         let names = scope();
         let s = ListScope {
             names: &names,
             kind: "column",
         };
-        let e = Expr::compile(src, &s)?;
-        Ok(format!("{:?}", e.eval(row)))
+        match condition {
+            true => Expr::compile_condition(src, &s),
+            false => Expr::compile(src, &s),
+        }
+    }
+
+    fn run(src: &str, row: &[Val<'_>]) -> Result<String, ExprError> {
+        Ok(format!("{:?}", compile(src, false)?.eval(row)))
     }
 
     fn row() -> Vec<Val<'static>> {
@@ -1192,11 +1199,6 @@ mod tests {
     fn comparisons_agree_with_the_general_order() {
         // `matches` and `eval` compare columns (and int literals against floats) on their
         // own fast paths: they must give what the general ordering `compare` gives.
-        let names = scope();
-        let s = ListScope {
-            names: &names,
-            kind: "column",
-        };
         let floats = [
             Val::Null,
             Val::Float(5000.0),
@@ -1217,7 +1219,7 @@ mod tests {
             (">", CmpOp::Gt),
             (">=", CmpOp::Ge),
         ] {
-            let by_literal = Expr::compile(&format!("amount {op} 5000"), &s).unwrap();
+            let by_literal = compile(&format!("amount {op} 5000"), true).unwrap();
             for a in &floats {
                 let mut r = row();
                 r[0] = a.clone();
@@ -1229,7 +1231,7 @@ mod tests {
                 );
                 assert_eq!(by_literal.matches(&r), want == Some(true), "{a:?} {op}");
             }
-            let columns = Expr::compile(&format!("country {op} home_country"), &s).unwrap();
+            let columns = compile(&format!("country {op} home_country"), true).unwrap();
             for a in &strings {
                 for b in &strings {
                     let mut r = row();
@@ -1262,11 +1264,6 @@ mod tests {
             assert!(e.contains(want), "{src}: {e}");
             assert!(!e.contains('\n'), "{src}: {e}");
         }
-        let names = scope();
-        let s = ListScope {
-            names: &names,
-            kind: "column",
-        };
-        assert!(Expr::compile_condition("amount + 1", &s).is_err());
+        assert!(compile("amount + 1", true).is_err());
     }
 }
