@@ -447,28 +447,26 @@ impl FixedCells {
                 }
                 Slot::Float { at, wide, gaps, .. } => {
                     let key = (cell, i as u32);
-                    match v.as_f64() {
-                        Some(x) if w[FLAGS] & wide == 0 => {
-                            match FloatSum::add_to_i64(w[at] as i64, x) {
-                                Some(nanos) => w[at] = nanos as u64,
-                                None => {
-                                    w[FLAGS] |= wide;
-                                    let nanos = i128::from(w[at] as i64);
-                                    let mut sum = FloatSum {
-                                        nanos,
-                                        ..FloatSum::default()
-                                    };
-                                    sum.add_uncounted(x);
-                                    self.wide_sums.insert(key, sum);
-                                }
-                            }
+                    let Some(x) = v.as_f64() else {
+                        w[FLAGS] |= gaps;
+                        *self.gaps.entry(key).or_insert(0) += 1;
+                        continue;
+                    };
+                    if w[FLAGS] & wide == 0 {
+                        if let Some(nanos) = FloatSum::add_to_i64(w[at] as i64, x) {
+                            w[at] = nanos as u64;
+                            continue;
                         }
-                        Some(x) => self.wide_sums.entry(key).or_default().add_uncounted(x),
-                        None => {
-                            w[FLAGS] |= gaps;
-                            *self.gaps.entry(key).or_insert(0) += 1;
-                        }
+                        // The sum outgrows its word: kept aside from now on.
+                        w[FLAGS] |= wide;
+                        let nanos = i128::from(w[at] as i64);
+                        let sum = FloatSum {
+                            nanos,
+                            ..FloatSum::default()
+                        };
+                        self.wide_sums.insert(key, sum);
                     }
+                    self.wide_sums.entry(key).or_default().add_uncounted(x);
                 }
                 Slot::Extreme { at, has, n, min } => {
                     if let Some(bits) = n.bits(v) {
