@@ -38,17 +38,14 @@ const MAX_WALK: usize = 8;
 
 /// Where a group stands among its cells: the lookup of a group key finds it. Rows mostly
 /// arrive in time order, so the next row of a group usually lands in the cell it touched
-/// last, or else in a new window after all of its cells: both decided from this alone.
+/// last (whose window start is in the cell, which the row updates anyway), or else in a
+/// new window after all of its cells. Eight bytes, so that the group index shares the
+/// core's cache with the cells being updated.
 #[derive(Clone, Copy)]
 pub(crate) struct GroupRef {
     pub g: u32,
-    /// The cell the group touched last ([`NO_CELL`] before the first) and its start.
+    /// The cell the group touched last ([`NO_CELL`] before the first).
     last_cell: u32,
-    last_start: i64,
-    /// The latest window start among the group's cells (`i64::MIN` when none).
-    newest_start: i64,
-    /// The group's cells were created in window order (see [`FixedCells::cell`]).
-    ordered: bool,
 }
 
 impl GroupRef {
@@ -56,10 +53,32 @@ impl GroupRef {
         GroupRef {
             g,
             last_cell: NO_CELL,
-            last_start: i64::MIN,
-            newest_start: i64::MIN,
-            ordered: true,
         }
+    }
+}
+
+/// A group's chain of cells: the newest (its head), and the number of cells with, in the
+/// top bit, whether they were made out of window order ([`FixedCells::cell`]).
+#[derive(Clone, Copy)]
+struct Chain {
+    head: u32,
+    len_and_unordered: u32,
+}
+
+const UNORDERED: u32 = 1 << 31;
+
+impl Chain {
+    const EMPTY: Chain = Chain {
+        head: NO_CELL,
+        len_and_unordered: 0,
+    };
+
+    fn len(self) -> usize {
+        (self.len_and_unordered & !UNORDERED) as usize
+    }
+
+    fn ordered(self) -> bool {
+        self.len_and_unordered & UNORDERED == 0
     }
 }
 
@@ -166,9 +185,8 @@ pub(crate) struct FixedCells {
     others: Vec<Acc>,
     /// Side accumulators, `others.len()` per cell, by cell id.
     other_accs: Vec<Acc>,
-    /// Each group's newest cell (the head of its chain) and its number of cells, by group
-    /// index.
-    newest: Vec<(u32, u32)>,
+    /// Each group's chain of cells, by group index.
+    chains: Vec<Chain>,
     /// (group, window start) -> cell id, for groups whose cells arrived out of order.
     unordered: FxHashMap<(u32, i64), u32>,
     /// Whether event times take two words (windows of 2^32 ms or more; see [`EVENTS`]).
@@ -226,7 +244,7 @@ impl FixedCells {
             words: WordArena::new(at),
             others,
             other_accs: Vec::new(),
-            newest: Vec::new(),
+            chains: Vec::new(),
             unordered: FxHashMap::default(),
             wide_events,
             wide_sums: FxHashMap::default(),
@@ -268,21 +286,21 @@ impl FixedCells {
     /// the group's last cell.
     ///
     /// While a group's cells arrive in window order (time-ordered data), a window after
-    /// all of them is new (decided from `r` alone) and an earlier one is found a few steps
-    /// back along the group's chain; a group whose cells arrive out of order moves to the
-    /// (group, start) hash map.
+    /// all of them is new (decided from the newest cell alone) and an earlier one is found
+    /// a few steps back along the group's chain; a group whose cells arrive out of order
+    /// moves to the (group, start) hash map.
     #[inline]
     pub fn cell(&mut self, r: &mut GroupRef, start: i64) -> u32 {
-        if start == r.last_start && r.last_cell != NO_CELL {
+        if r.last_cell != NO_CELL && self.start(r.last_cell) == start {
             return r.last_cell;
         }
-        let id = if r.ordered && start > r.newest_start {
-            r.newest_start = start;
+        let chain = self.chain_of(r.g);
+        let after_all = chain.head == NO_CELL || start > self.start(chain.head);
+        let id = if chain.ordered() && after_all {
             self.push(r.g, start)
         } else {
-            self.find_or_push(r, start)
+            self.find_or_push(r.g, start)
         };
-        r.last_start = start;
         r.last_cell = id;
         id
     }
@@ -291,20 +309,21 @@ impl FixedCells {
     /// last cell when its window holds `ts` (found without a division).
     #[inline]
     pub fn tumbling_cell(&mut self, r: &mut GroupRef, ts: i64, size: i64) -> u32 {
-        let in_last = ts
-            .checked_sub(r.last_start)
-            .is_some_and(|d| (0..size).contains(&d));
-        if in_last && r.last_cell != NO_CELL {
-            return r.last_cell;
+        if r.last_cell != NO_CELL {
+            let in_last = ts
+                .checked_sub(self.start(r.last_cell))
+                .is_some_and(|d| (0..size).contains(&d));
+            if in_last {
+                return r.last_cell;
+            }
         }
         self.cell(r, ts - ts.rem_euclid(size))
     }
 
     /// [`Self::cell`] for a window at or before the group's newest one, or of an
     /// unordered group.
-    fn find_or_push(&mut self, r: &mut GroupRef, start: i64) -> u32 {
-        let g = r.g;
-        if r.ordered {
+    fn find_or_push(&mut self, g: u32, start: i64) -> u32 {
+        if self.chain_of(g).ordered() {
             let mut id = self.newest(g);
             for _ in 0..MAX_WALK {
                 if id == NO_CELL || self.start(id) < start {
@@ -315,7 +334,7 @@ impl FixedCells {
                 }
                 id = self.prev(id);
             }
-            r.ordered = false;
+            self.chains[g as usize].len_and_unordered |= UNORDERED;
             let known: Vec<(i64, u32)> = self.chain(g).map(|id| (self.start(id), id)).collect();
             for (s, id) in known {
                 self.unordered.insert((g, s), id);
@@ -331,8 +350,12 @@ impl FixedCells {
         }
     }
 
+    fn chain_of(&self, g: u32) -> Chain {
+        self.chains.get(g as usize).copied().unwrap_or(Chain::EMPTY)
+    }
+
     fn newest(&self, g: u32) -> u32 {
-        self.newest.get(g as usize).map_or(NO_CELL, |&(id, _)| id)
+        self.chain_of(g).head
     }
 
     fn prev(&self, cell: u32) -> u32 {
@@ -354,10 +377,10 @@ impl FixedCells {
         let group = |id: usize| (self.words.get(id as u32)[LINK] >> 32) as usize;
         // Offsets from the groups' cell counts (kept as cells are made: one pass over the
         // cells, not two).
-        let mut offsets = Vec::with_capacity(self.newest.len() + 1);
+        let mut offsets = Vec::with_capacity(self.chains.len() + 1);
         offsets.push(0);
-        for &(_, n) in &self.newest {
-            offsets.push(offsets[offsets.len() - 1] + n as usize);
+        for chain in &self.chains {
+            offsets.push(offsets[offsets.len() - 1] + chain.len());
         }
         let mut fill = offsets.clone();
         let mut cells = vec![0u32; self.count()];
@@ -381,12 +404,12 @@ impl FixedCells {
     /// Appends an empty cell (g, start); returns its id.
     fn push(&mut self, g: u32, start: i64) -> u32 {
         let id = self.count() as u32;
-        if self.newest.len() <= g as usize {
-            self.newest.resize(g as usize + 1, (NO_CELL, 0));
+        if self.chains.len() <= g as usize {
+            self.chains.resize(g as usize + 1, Chain::EMPTY);
         }
-        let (newest, cells) = &mut self.newest[g as usize];
-        let prev = std::mem::replace(newest, id);
-        *cells += 1;
+        let chain = &mut self.chains[g as usize];
+        let prev = std::mem::replace(&mut chain.head, id);
+        chain.len_and_unordered += 1;
         let link = u64::from(prev) | u64::from(g) << 32;
         let (first, last) = (i64::MAX as u64, i64::MIN as u64);
         let narrow = [start as u64, 0, link, 0, NO_EVENTS];
@@ -848,7 +871,8 @@ mod tests {
             cell.reopened |= i % 11 == 0;
         }
         // In-order windows stay on the chain; random ones moved to the index.
-        assert!(refs[0].ordered && !refs[2].ordered);
+        let ordered = |g: u32| halves[0].chain_of(g).ordered();
+        assert!(ordered(0) && !ordered(2));
         let [mut first, second] = halves;
         let theirs = second.by_group();
         for g in 0..3 {

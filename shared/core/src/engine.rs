@@ -169,17 +169,26 @@ struct AggTable {
 
 #[derive(Default)]
 struct GroupIndex {
-    /// Keys of at most 15 bytes packed into an integer (no byte comparison on lookup).
-    small: FxHashMap<u128, GroupRef>,
+    /// Keys of at most 15 bytes packed into two words (no byte comparison on lookup):
+    /// 24-byte entries, small enough to share the core's cache with the cells.
+    small: FxHashMap<PackedKey, GroupRef>,
     groups: FxHashMap<Box<[u8]>, GroupRef>,
 }
 
-/// A group key of at most 15 bytes as one integer: the bytes, zero padded, and the length
-/// in the last byte (so keys differing only by trailing zero bytes stay distinct).
+/// A group key of at most 15 bytes as two words: the bytes, zero padded, and the length
+/// in the last byte (so keys differing only by trailing zero bytes stay distinct). Not a
+/// `u128`, whose 16-byte alignment would pad each map entry from 24 to 32 bytes.
 ///
-/// Built from at most two overlapping fixed-size loads (no variable-length copy).
+/// Hashed as an array, which `FxHasher` takes as bytes: that spreads similar keys (say
+/// `card-00001`, `card-00002`) better than hashing the words one by one, and on the
+/// bench's 10k cards it is the faster of the two.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct PackedKey([u64; 2]);
+
+/// `bytes` as a [`PackedKey`], when at most 15; built from at most two overlapping
+/// fixed-size loads (no variable-length copy).
 #[inline]
-fn pack_key(bytes: &[u8]) -> Option<u128> {
+fn pack_key(bytes: &[u8]) -> Option<PackedKey> {
     let n = bytes.len();
     let word = |at: usize| -> u64 {
         let mut w = [0u8; 8];
@@ -198,7 +207,7 @@ fn pack_key(bytes: &[u8]) -> Option<u128> {
         ),
         _ => return None,
     };
-    Some(u128::from(lo) | u128::from(hi | (n as u64) << 56) << 64)
+    Some(PackedKey([lo, hi | (n as u64) << 56]))
 }
 
 /// The first 16 bytes of a group key's first value, zero padded, as an integer that
@@ -1277,7 +1286,7 @@ fn render(d: &Dialect, rec: &Record<'_>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{pack_key, KeyPrefix};
+    use super::{pack_key, KeyPrefix, PackedKey};
 
     /// Keys sorted by prefix, then whole key, are sorted by key: one or two values,
     /// short, equal to 16 bytes or longer, with zero bytes and shared beginnings.
@@ -1321,7 +1330,8 @@ mod tests {
                     let mut b = [0u8; 16];
                     b[..n].copy_from_slice(&bytes);
                     b[15] = n as u8;
-                    u128::from_le_bytes(b)
+                    let (lo, hi) = b.split_at(8);
+                    PackedKey([lo, hi].map(|w| u64::from_le_bytes(w.try_into().unwrap())))
                 });
                 assert_eq!(pack_key(&bytes), want, "{bytes:?}");
             }
