@@ -3,7 +3,7 @@
 //!
 //! Hot path: records from a [`RecordReader`] (most split where they lie in its buffer),
 //! fields borrowed from it, typed values on the stack (`SmallVec`), groups found by the
-//! group key's raw bytes (packed into an integer when short; no allocation unless the
+//! group key's raw bytes (packed into two words when short; no allocation unless the
 //! group is new), each group remembering its last cell, fixed-window cells kept in
 //! per-aggregate arenas by cell id (no allocation per cell). The public
 //! `CellKey`/`CellState` map is built once per file, in key order, at the end — or skipped
