@@ -57,29 +57,21 @@ impl GroupRef {
     }
 }
 
-/// A group's chain of cells: the newest (its head), and the number of cells with, in the
-/// top bit, whether they were made out of window order ([`FixedCells::cell`]).
+/// A group's chain of cells: the newest (its head), how many, and whether they were made
+/// in window order ([`FixedCells::cell`]).
 #[derive(Clone, Copy)]
 struct Chain {
     head: u32,
-    len_and_unordered: u32,
+    len: u32,
+    ordered: bool,
 }
-
-const UNORDERED: u32 = 1 << 31;
 
 impl Chain {
     const EMPTY: Chain = Chain {
         head: NO_CELL,
-        len_and_unordered: 0,
+        len: 0,
+        ordered: true,
     };
-
-    fn len(self) -> usize {
-        (self.len_and_unordered & !UNORDERED) as usize
-    }
-
-    fn ordered(self) -> bool {
-        self.len_and_unordered & UNORDERED == 0
-    }
 }
 
 /// Where one metric's partial lives in a cell.
@@ -296,7 +288,7 @@ impl FixedCells {
         }
         let chain = self.chain_of(r.g);
         let after_all = chain.head == NO_CELL || start > self.start(chain.head);
-        let id = if chain.ordered() && after_all {
+        let id = if chain.ordered && after_all {
             self.push(r.g, start)
         } else {
             self.find_or_push(r.g, start)
@@ -323,7 +315,7 @@ impl FixedCells {
     /// [`Self::cell`] for a window at or before the group's newest one, or of an
     /// unordered group.
     fn find_or_push(&mut self, g: u32, start: i64) -> u32 {
-        if self.chain_of(g).ordered() {
+        if self.chain_of(g).ordered {
             let mut id = self.newest(g);
             for _ in 0..MAX_WALK {
                 if id == NO_CELL || self.start(id) < start {
@@ -334,7 +326,7 @@ impl FixedCells {
                 }
                 id = self.prev(id);
             }
-            self.chains[g as usize].len_and_unordered |= UNORDERED;
+            self.chains[g as usize].ordered = false;
             let known: Vec<(i64, u32)> = self.chain(g).map(|id| (self.start(id), id)).collect();
             for (s, id) in known {
                 self.unordered.insert((g, s), id);
@@ -380,7 +372,7 @@ impl FixedCells {
         let mut offsets = Vec::with_capacity(self.chains.len() + 1);
         offsets.push(0);
         for chain in &self.chains {
-            offsets.push(offsets[offsets.len() - 1] + chain.len());
+            offsets.push(offsets[offsets.len() - 1] + chain.len as usize);
         }
         let mut fill = offsets.clone();
         let mut cells = vec![0u32; self.count()];
@@ -409,7 +401,7 @@ impl FixedCells {
         }
         let chain = &mut self.chains[g as usize];
         let prev = std::mem::replace(&mut chain.head, id);
-        chain.len_and_unordered += 1;
+        chain.len += 1;
         let link = u64::from(prev) | u64::from(g) << 32;
         let (first, last) = (i64::MAX as u64, i64::MIN as u64);
         let narrow = [start as u64, 0, link, 0, NO_EVENTS];
@@ -871,7 +863,7 @@ mod tests {
             cell.reopened |= i % 11 == 0;
         }
         // In-order windows stay on the chain; random ones moved to the index.
-        let ordered = |g: u32| halves[0].chain_of(g).ordered();
+        let ordered = |g: u32| halves[0].chain_of(g).ordered;
         assert!(ordered(0) && !ordered(2));
         let [mut first, second] = halves;
         let theirs = second.by_group();
