@@ -381,14 +381,13 @@ impl FixedCells {
             cells[*at] = id as u32;
             *at += 1;
         }
-        // A group's cells were made in window order unless it moved to the (group, start)
-        // map ([`Self::cell`]): only those are sorted.
-        let mut unordered: Vec<u32> = self.unordered.keys().map(|&(g, _)| g).collect();
-        unordered.sort_unstable();
-        unordered.dedup();
-        for g in unordered {
-            let (a, b) = (offsets[g as usize], offsets[g as usize + 1]);
-            cells[a..b].sort_unstable_by_key(|&id| self.start(id));
+        // A group's cells were made in window order unless its chain says otherwise
+        // ([`Self::cell`]): only those are sorted.
+        for (g, chain) in self.chains.iter().enumerate() {
+            if !chain.ordered {
+                let (a, b) = (offsets[g], offsets[g + 1]);
+                cells[a..b].sort_unstable_by_key(|&id| self.start(id));
+            }
         }
         CellsByGroup { offsets, cells }
     }
@@ -474,14 +473,13 @@ impl FixedCells {
                         }
                         // The sum outgrows its word: kept aside from now on.
                         w[FLAGS] |= wide;
-                        let nanos = i128::from(w[at] as i64);
-                        let sum = FloatSum {
-                            nanos,
-                            ..FloatSum::default()
-                        };
-                        self.wide_sums.insert(key, sum);
                     }
-                    self.wide_sums.entry(key).or_default().add_uncounted(x);
+                    let word = i128::from(w[at] as i64);
+                    let sum = self.wide_sums.entry(key).or_insert_with(|| FloatSum {
+                        nanos: word,
+                        ..FloatSum::default()
+                    });
+                    sum.add_uncounted(x);
                 }
                 Slot::Extreme { at, has, n, min } => {
                     if let Some(bits) = n.bits(v) {

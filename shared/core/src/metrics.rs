@@ -250,29 +250,29 @@ impl FloatSum {
         self.add_uncounted(x);
     }
 
-    /// `nanos` plus `x` in nano units when that stays in i64 (the common case, exactly what
-    /// [`Self::add`] would make of it); `None` otherwise.
+    /// `x` in nano units when that fits an i64: the common case, where `round` and the
+    /// conversion are single instructions rather than library calls.
+    #[inline]
+    fn nanos_i64(x: f64) -> Option<i64> {
+        let scaled = x * NANOS;
+        (scaled.abs() < 9e18).then(|| round_i64(scaled))
+    }
+
+    /// `nanos` plus `x` in nano units when that stays in i64 (exactly what [`Self::add`]
+    /// would make of it); `None` otherwise.
     #[inline]
     pub fn add_to_i64(nanos: i64, x: f64) -> Option<i64> {
-        let scaled = x * NANOS;
-        if scaled.abs() < 9e18 {
-            return nanos.checked_add(round_i64(scaled));
-        }
-        None
+        nanos.checked_add(Self::nanos_i64(x)?)
     }
 
     /// [`Self::add`] without counting the value (the caller counts).
     #[inline]
     pub fn add_uncounted(&mut self, x: f64) {
-        let scaled = x * NANOS;
-        if scaled.abs() < 9e18 {
-            // The common case in i64, where `round` and the conversion are single
-            // instructions rather than library calls.
-            if let Some(s) = self.nanos.checked_add(i128::from(round_i64(scaled))) {
-                self.nanos = s;
-                return;
-            }
+        if let Some(s) = Self::nanos_i64(x).and_then(|n| self.nanos.checked_add(i128::from(n))) {
+            self.nanos = s;
+            return;
         }
+        let scaled = x * NANOS;
         if scaled.abs() < 1e36 {
             // `as` saturates and the bound above keeps it exact.
             if let Some(s) = self.nanos.checked_add(scaled.round() as i128) {
