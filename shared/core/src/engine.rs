@@ -683,13 +683,14 @@ pub(crate) fn process<'p, R: Read>(
         names: None,
         start: 0,
         byte_base: opened.bom_len,
-        stop_at: None,
+        stop_at: u64::MAX,
+        extend: &mut || None,
     };
     process_part(pipeline, input, opened.reader, part).map(|(p, _)| p)
 }
 
 /// A stretch of a plain (uncompressed) file processed on its own ([`crate::split`]).
-pub(crate) struct Part {
+pub(crate) struct Part<'c> {
     /// The file's column names, for a part that does not start at the top (no header to
     /// read); `None` = read them (or take them from the definition) as for a whole file.
     pub names: Option<Vec<String>>,
@@ -697,11 +698,15 @@ pub(crate) struct Part {
     pub start: u64,
     /// File offset of the reader's first byte (the part's start, or past a BOM).
     pub byte_base: u64,
-    /// Stop before the first record that starts at or past this file offset.
-    pub stop_at: Option<u64>,
+    /// Stop before the first record that starts at or past this file offset (`u64::MAX`:
+    /// read to the end), unless `extend` moves it.
+    pub stop_at: u64,
+    /// Asked when a record reaches the stop: the part's next stop (it goes on), or `None`
+    /// (it stops there).
+    pub extend: &'c mut dyn FnMut() -> Option<u64>,
 }
 
-/// The first record a part did not process, because it starts at or past `stop_at`.
+/// The first record a part did not process, because it starts at or past its stop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Boundary {
     /// Its file offset.
@@ -762,13 +767,17 @@ pub(crate) fn process_part<'p, R: Read>(
     ctx.nfields = names.len();
     ctx.plan = TypingPlan::new(pipeline, &ctx.layout);
 
+    let mut stop_at = part.stop_at;
     while let Some(rec) = read(&mut rdr, input.name)? {
-        if let Some(stop) = part.stop_at {
-            let byte = rec.position.byte + ctx.byte_base;
-            if byte >= stop {
-                ctx.report.stats.bytes = byte - part.start;
-                let line = rec.position.line;
-                return Ok((Processed::new(ctx), Some(Boundary { byte, line })));
+        let byte = rec.position.byte + ctx.byte_base;
+        while byte >= stop_at {
+            match (part.extend)() {
+                Some(further) => stop_at = further,
+                None => {
+                    ctx.report.stats.bytes = byte - part.start;
+                    let line = rec.position.line;
+                    return Ok((Processed::new(ctx), Some(Boundary { byte, line })));
+                }
             }
         }
         ctx.row(&rec)?;

@@ -8,6 +8,7 @@
 pub mod alerting;
 mod arena;
 mod cells;
+mod claims;
 pub mod closing;
 pub mod commit;
 pub mod definition;

@@ -492,7 +492,19 @@ mod tests {
             assert_eq!(ours, want, "{text:?}");
         }
         let mut buf = Vec::new();
-        for i in [0, 7, -7, 10, 99, 100, i64::MAX, i64::MIN] {
+        for i in [
+            0,
+            7,
+            -7,
+            9,
+            10,
+            99,
+            100,
+            999_999_999,
+            1 << 40,
+            i64::MAX,
+            i64::MIN,
+        ] {
             buf.clear();
             write_int(&mut buf, i);
             assert_eq!(buf, i.to_string().as_bytes());
