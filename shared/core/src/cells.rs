@@ -577,7 +577,7 @@ impl FixedCells {
     /// Appends each metric of a cell as a CSV field after a comma: what writing
     /// [`Self::value`] with `output::value_field` gives, without building the values.
     pub fn write_fields(&self, cell: u32, buf: &mut Vec<u8>) {
-        use crate::output::{value_field, write_f64, write_int, write_ts};
+        use crate::output::{value_field, write_cents, write_f64, write_int, write_ts};
         let w = self.cell_words(cell);
         let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         for (i, slot) in self.slots.iter().enumerate() {
@@ -587,8 +587,10 @@ impl FixedCells {
                 Slot::Count(o) => write_int(buf, count(w[o])),
                 Slot::Float { avg: false, .. } => {
                     let sum = self.float_sum(cell, i, w[ROWS]);
-                    if sum.n > 0 {
-                        write_f64(buf, sum.value());
+                    match sum.cents() {
+                        _ if sum.n == 0 => {}
+                        Some(cents) => write_cents(buf, cents),
+                        None => write_f64(buf, sum.value()),
                     }
                 }
                 Slot::Extreme { at, has, n, .. } if w[FLAGS] & has != 0 => match n {

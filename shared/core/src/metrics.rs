@@ -302,6 +302,11 @@ impl FloatSum {
     }
 
     pub fn value(&self) -> f64 {
+        // While the nano units are exact in an f64, one correctly rounded division: the
+        // double nearest to the exact sum.
+        if let Some(n) = self.exact_nanos() {
+            return n as f64 / NANOS + self.big;
+        }
         // The same integer arithmetic in i64 when it fits (i128 division is slow).
         let (whole, frac) = match i64::try_from(self.nanos) {
             Ok(n) => ((n / 1_000_000_000) as f64, (n % 1_000_000_000) as f64),
@@ -311,6 +316,22 @@ impl FloatSum {
             ),
         };
         whole + frac / NANOS + self.big
+    }
+
+    /// The nano units, when an f64 holds them exactly (below 2^53 in magnitude).
+    fn exact_nanos(&self) -> Option<i64> {
+        i64::try_from(self.nanos)
+            .ok()
+            .filter(|n| n.unsigned_abs() < 1 << 53)
+    }
+
+    /// The sum in hundredths when it is a whole number of them with nothing in the side
+    /// sum: [`Self::value`] is then the double nearest to it, which prints as exactly that
+    /// decimal (`output::write_cents`), with no float arithmetic.
+    pub fn cents(&self) -> Option<i64> {
+        const NANOS_PER_CENT: i64 = 10_000_000;
+        let n = self.exact_nanos().filter(|_| self.big == 0.0)?;
+        (n % NANOS_PER_CENT == 0).then_some(n / NANOS_PER_CENT)
     }
 }
 
@@ -653,6 +674,45 @@ mod tests {
 
     fn specs(defs: &[(&str, &str)]) -> Vec<MetricSpec> {
         crate::testing::metric_specs(defs)
+    }
+
+    #[test]
+    fn a_sum_of_cents_prints_as_its_value_does() {
+        let mut next = crate::testing::xorshift(7);
+        let limit = 1i64 << 53;
+        let mut printed = 0;
+        for i in 0..300_000 {
+            let r = next();
+            // Whole cents of every size up to the exact bound, and some that are not.
+            let nanos = match i % 4 {
+                0 => (r % 2_000_000) as i64 * 10_000_000 - 10_000_000_000_000,
+                1 => (r as i64 % (limit / 10_000_000)) * 10_000_000,
+                2 => ((limit - 1) / 10_000_000 - (r % 1000) as i64) * 10_000_000,
+                _ => r as i64 % limit,
+            };
+            let sum = FloatSum {
+                nanos: i128::from(nanos),
+                big: 0.0,
+                n: 1,
+            };
+            let cents = sum.cents();
+            assert_eq!(cents.is_some(), nanos % 10_000_000 == 0, "{nanos}");
+            if let Some(c) = cents {
+                let mut buf = Vec::new();
+                crate::output::write_cents(&mut buf, c);
+                assert_eq!(String::from_utf8(buf).unwrap(), sum.value().to_string());
+                printed += 1;
+            }
+            // One correctly rounded division: the double nearest to nanos / 1e9.
+            let exact = nanos as f64 / 1e9;
+            assert_eq!(sum.value(), exact, "{nanos}");
+        }
+        assert!(printed > 200_000);
+        // Past the bound, or with a side sum, no cents.
+        let wide = |nanos: i128, big: f64| FloatSum { nanos, big, n: 1 }.cents();
+        assert_eq!(wide(i128::from(limit) * 10, 0.0), None);
+        assert_eq!(wide(10_000_000, 1e30), None);
+        assert_eq!(wide(-10_000_000, 0.0), Some(-1));
     }
 
     fn all() -> Vec<MetricSpec> {

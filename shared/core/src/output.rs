@@ -429,7 +429,11 @@ pub(crate) fn write_int(buf: &mut Vec<u8>, i: i64) {
             break;
         }
     }
-    buf.extend_from_slice(&digits[at..]);
+    // A few bytes pushed one by one: cheaper than a call to `memcpy`.
+    buf.reserve(digits.len() - at);
+    for &d in &digits[at..] {
+        buf.push(d);
+    }
 }
 
 /// Appends `x` exactly as `format!("{x}")` (shortest round-trip decimal, no exponent).
@@ -444,23 +448,29 @@ pub(crate) fn write_f64(buf: &mut Vec<u8>, x: f64) {
     if x != 0.0 && x.abs() < 1e13 {
         let c = crate::types::round_i64(x * 100.0);
         if c as f64 / 100.0 == x {
-            if c < 0 {
-                buf.push(b'-');
-            }
-            let c = c.unsigned_abs();
-            write_int(buf, (c / 100) as i64);
-            let frac = c % 100;
-            if frac != 0 {
-                buf.push(b'.');
-                buf.push(b'0' + (frac / 10) as u8);
-                if !frac.is_multiple_of(10) {
-                    buf.push(b'0' + (frac % 10) as u8);
-                }
-            }
+            write_cents(buf, c);
             return;
         }
     }
     let _ = write!(buf, "{x}");
+}
+
+/// Appends `c` hundredths as a decimal, trailing zeros trimmed: what [`write_f64`] prints
+/// for the double nearest to `c / 100` (|c| < 1e15).
+pub(crate) fn write_cents(buf: &mut Vec<u8>, c: i64) {
+    if c < 0 {
+        buf.push(b'-');
+    }
+    let c = c.unsigned_abs();
+    write_int(buf, (c / 100) as i64);
+    let frac = c % 100;
+    if frac != 0 {
+        buf.push(b'.');
+        buf.push(b'0' + (frac / 10) as u8);
+        if !frac.is_multiple_of(10) {
+            buf.push(b'0' + (frac % 10) as u8);
+        }
+    }
 }
 
 #[cfg(test)]
