@@ -493,8 +493,8 @@ fn write_fixed_csv<W: std::io::Write + Send>(
         w.finish()?;
         return Ok(count);
     }
-    // Batches of groups (a key's run never split), formatted alternately here and on a
-    // helper thread, each written out by the thread that formatted it, in order.
+    // Batches of groups (a key's run never split), formatted here and on a helper thread,
+    // written out in order.
     let mut batches = Vec::new();
     let mut rest = groups.as_slice();
     while !rest.is_empty() {
@@ -508,16 +508,14 @@ fn write_fixed_csv<W: std::io::Write + Send>(
     }
     crate::output::CsvWindows::new(a, &mut out)?.finish()?;
     let out = crate::output::InOrder::new(out);
-    let write_batches = |numbered: &mut dyn Iterator<Item = (usize, &&[(usize, u32)])>| {
+    let write_batches = || {
         let _stop = out.stop_on_panic();
-        let mut buf = Vec::new();
         let mut count = 0;
-        for (i, batch) in numbered {
-            buf.clear();
+        while let Some((i, mut buf)) = out.claim(batches.len()) {
             let mut w = crate::output::CsvWindows::without_header(a, &mut buf);
-            let formatted = write_groups(a, tables, &by_group, batch, &mut w);
+            let formatted = write_groups(a, tables, &by_group, batches[i], &mut w);
             let written = formatted.and_then(|n| w.finish().map(|()| n));
-            match written.and_then(|n| out.write(i, &buf).map(|more| (n, more))) {
+            match written.and_then(|n| out.write(i, buf).map(|more| (n, more))) {
                 Ok((n, true)) => count += n,
                 // Another thread's batch failed: it reports why.
                 Ok((_, false)) => break,
@@ -530,20 +528,17 @@ fn write_fixed_csv<W: std::io::Write + Send>(
         Ok(count)
     };
     let count = std::thread::scope(|scope| -> std::io::Result<u64> {
-        let helper = std::thread::Builder::new().spawn_scoped(scope, || {
-            write_batches(&mut batches.iter().enumerate().skip(1).step_by(2))
-        });
-        match helper {
-            Ok(helper) => {
-                let mine = write_batches(&mut batches.iter().enumerate().step_by(2));
-                let theirs = helper
-                    .join()
-                    .unwrap_or_else(|e| std::panic::resume_unwind(e));
-                Ok(mine? + theirs?)
-            }
-            // No helper: every batch here.
-            Err(_) => write_batches(&mut batches.iter().enumerate()),
-        }
+        // Batches claimed by this thread and a helper as each is done with one; with no
+        // helper, every batch here.
+        let helper = std::thread::Builder::new().spawn_scoped(scope, write_batches);
+        let mine = write_batches();
+        let theirs = match helper {
+            Ok(helper) => helper
+                .join()
+                .unwrap_or_else(|e| std::panic::resume_unwind(e)),
+            Err(_) => Ok(0),
+        };
+        Ok(mine? + theirs?)
     })?;
     out.into_inner()?.flush()?;
     Ok(count)
