@@ -587,10 +587,11 @@ impl FixedCells {
                 Slot::Count(o) => write_int(buf, count(w[o])),
                 Slot::Float { avg: false, .. } => {
                     let sum = self.float_sum(cell, i, w[ROWS]);
-                    match sum.cents() {
-                        _ if sum.n == 0 => {}
-                        Some(cents) => write_cents(buf, cents),
-                        None => write_f64(buf, sum.value()),
+                    if sum.n > 0 {
+                        match sum.cents() {
+                            Some(cents) => write_cents(buf, cents),
+                            None => write_f64(buf, sum.value()),
+                        }
                     }
                 }
                 Slot::Extreme { at, has, n, .. } if w[FLAGS] & has != 0 => match n {

@@ -296,7 +296,7 @@ impl<W: Write> InOrder<W> {
 
     /// Writes piece `i` once pieces `0..i` are written (keeping it until then); `Ok(false)`
     /// (nothing written) when a thread stopped.
-    pub(crate) fn write(&self, i: usize, piece: Vec<u8>) -> io::Result<bool> {
+    pub(crate) fn write(&self, i: usize, mut piece: Vec<u8>) -> io::Result<bool> {
         let mut turn = self.turn.lock().map_err(|_| poisoned())?;
         while turn.next != i && turn.pending.len() >= MAX_PENDING && !turn.stopped {
             turn = self.turn_changed.wait(turn).map_err(|_| poisoned())?;
@@ -308,7 +308,6 @@ impl<W: Write> InOrder<W> {
             turn.pending.insert(i, piece);
             return Ok(true);
         }
-        let mut piece = piece;
         loop {
             turn.out.write_all(&piece)?;
             piece.clear();

@@ -96,35 +96,30 @@ fn process_in_parts<'p>(
         };
         while let Some(k) = chunk {
             let mut extend = || claims.next(t).map(|next| claims.end(next));
-            let processed = match top.take() {
-                Some(file) => skip_bom(file, input).and_then(|(r, bom_len)| {
-                    let part = Part {
-                        names: None,
-                        start: 0,
-                        byte_base: bom_len,
-                        stop_at: claims.end(k),
-                        extend: &mut extend,
-                    };
-                    process_part(pipeline, input, r, part)
-                }),
+            // Thread 0's first stretch reads the file from its top (a BOM skipped, the
+            // header read); any other starts at its chunk, with the column names known.
+            let opened = match top.take() {
+                Some(file) => skip_bom(file, input).map(|(r, bom_len)| (r, None, 0, bom_len)),
                 None => {
                     let start = claims.start(k);
                     let opened = File::open(path).and_then(|mut f| {
                         f.seek(SeekFrom::Start(start))?;
-                        Ok(f)
+                        Ok(Box::new(f) as Box<dyn Read>)
                     });
-                    opened.map_err(io_error).and_then(|f| {
-                        let part = Part {
-                            names: Some(names.clone()),
-                            start,
-                            byte_base: start,
-                            stop_at: claims.end(k),
-                            extend: &mut extend,
-                        };
-                        process_part(pipeline, input, f, part)
-                    })
+                    let names = Some(names.clone());
+                    opened.map(|r| (r, names, start, start)).map_err(io_error)
                 }
             };
+            let processed = opened.and_then(|(r, names, start, byte_base)| {
+                let part = Part {
+                    names,
+                    start,
+                    byte_base,
+                    stop_at: claims.end(k),
+                    extend: &mut extend,
+                };
+                process_part(pipeline, input, r, part)
+            });
             let failed = processed.is_err();
             stretches.push(Stretch {
                 chunk: k,
