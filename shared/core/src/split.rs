@@ -361,7 +361,7 @@ row = "amount > 900"
             }
         }
         // Both paths ran: cuts kept (several stretches; how many depends on how the
-        // threads are scheduled, but every worker keeps at least one chunk of its own run)
+        // threads are scheduled, but a run stolen from keeps a chunk for its own thread)
         // and cuts refused (one pass).
         assert_eq!(merged.len(), 48);
         assert!(
