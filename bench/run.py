@@ -63,7 +63,8 @@ def field(text: str, name: str) -> str:
 
 
 def best_of_rounds(n: int, contenders: dict) -> dict[str, float]:
-    """Best wall time of each contender over n rounds; a round runs every contender once.
+    """Best wall time of each contender (key -> (label, run once)) over n rounds, by key; a
+    round runs every contender once.
 
     Interleaved, so that every contender is sampled across the whole measurement: the host
     this VM shares gets busier and quieter from one minute to the next, and five runs of
@@ -76,16 +77,16 @@ def best_of_rounds(n: int, contenders: dict) -> dict[str, float]:
     #
     # Before every run, dirty pages (the previous run's output) are written back first:
     # otherwise the kernel's writeback can share the two cores with the run being timed.
-    for label, once in contenders.items():
+    for label, once in contenders.values():
         os.sync()
         print(f"  {label:<20} warm-up: {once():.3f} s (not counted)", flush=True)
-    times: dict[str, list[float]] = {label: [] for label in contenders}
+    times: dict[str, list[float]] = {key: [] for key in contenders}
     for i in range(n):
-        for label, once in contenders.items():
+        for key, (label, once) in contenders.items():
             os.sync()
-            times[label].append(once())
-            print(f"  {label:<20} run {i + 1}/{n}: {times[label][-1]:.3f} s", flush=True)
-    return {label: min(t) for label, t in times.items()}
+            times[key].append(once())
+            print(f"  {label:<20} run {i + 1}/{n}: {times[key][-1]:.3f} s", flush=True)
+    return {key: min(t) for key, t in times.items()}
 
 
 def peak_rss_mb(cmd: list[str], stdout_path: str) -> tuple[float, float, str]:
@@ -203,16 +204,13 @@ def main() -> int:
         summary["records"] = field(text, "records")
         return wall
 
-    labels = {"csvflow": "csvflow", "csvflow-1t": "csvflow --threads 1", "duckdb": "duckdb",
-              "cpython": "cpython", "csv-read": "csv-read"}
-    best = best_of_rounds(a.runs, {
-        labels["csvflow"]: csvflow_once,
-        labels["csvflow-1t"]: csvflow_one_thread_once,
-        labels["duckdb"]: duckdb_once,
-        labels["cpython"]: cpython_once,
-        labels["csv-read"]: csv_read_once,
+    t = best_of_rounds(a.runs, {
+        "csvflow": ("csvflow", csvflow_once),
+        "csvflow-1t": ("csvflow --threads 1", csvflow_one_thread_once),
+        "duckdb": ("duckdb", duckdb_once),
+        "cpython": ("cpython", cpython_once),
+        "csv-read": ("csv-read", csv_read_once),
     })
-    t = {key: best[label] for key, label in labels.items()}
     print(f"  csvflow summary: {summary['1m']}")
     if field(summary["1m"], "rows") != summary["records"]:
         print(f"  note: csvflow rows={field(summary['1m'], 'rows')} but the file has {summary['records']} records")
