@@ -79,13 +79,13 @@ def best_of_rounds(n: int, contenders: dict) -> dict[str, float]:
     # otherwise the kernel's writeback can share the two cores with the run being timed.
     for label, once in contenders.values():
         os.sync()
-        print(f"  {label:<20} warm-up: {once():.3f} s (not counted)", flush=True)
+        print(f"  {label:<34} warm-up: {once():.3f} s (not counted)", flush=True)
     times: dict[str, list[float]] = {key: [] for key in contenders}
     for i in range(n):
         for key, (label, once) in contenders.items():
             os.sync()
             times[key].append(once())
-            print(f"  {label:<20} run {i + 1}/{n}: {times[key][-1]:.3f} s", flush=True)
+            print(f"  {label:<34} run {i + 1}/{n}: {times[key][-1]:.3f} s", flush=True)
     return {key: min(t) for key, t in times.items()}
 
 
@@ -204,13 +204,21 @@ def main() -> int:
         summary["records"] = field(text, "records")
         return wall
 
-    t = best_of_rounds(a.runs, {
-        "csvflow": ("csvflow", csvflow_once),
-        "csvflow-1t": ("csvflow --threads 1", csvflow_one_thread_once),
-        "duckdb": ("duckdb", duckdb_once),
-        "cpython": ("cpython", cpython_once),
-        "csv-read": ("csv-read", csv_read_once),
-    })
+    names = {
+        "csvflow": f"csvflow run ({os.cpu_count()} threads)",
+        "csvflow-1t": "csvflow run --threads 1",
+        "duckdb": "DuckDB, threads=1",
+        "cpython": "CPython csv module + dict",
+        "csv-read": "csv crate, ByteRecord read only",
+    }
+    once = {
+        "csvflow": csvflow_once,
+        "csvflow-1t": csvflow_one_thread_once,
+        "duckdb": duckdb_once,
+        "cpython": cpython_once,
+        "csv-read": csv_read_once,
+    }
+    t = best_of_rounds(a.runs, {key: (label, once[key]) for key, label in names.items()})
     print(f"  csvflow summary: {summary['1m']}")
     if field(summary["1m"], "rows") != summary["records"]:
         print(f"  note: csvflow rows={field(summary['1m'], 'rows')} but the file has {summary['records']} records")
@@ -245,13 +253,6 @@ def main() -> int:
 
     print()
     print(f"{'contender (1M rows, %.1f MB)' % (size / 1e6):<34} {'best s':>8} {'MB/s':>8}")
-    names = {
-        "csvflow": f"csvflow run ({os.cpu_count()} threads)",
-        "csvflow-1t": "csvflow run --threads 1",
-        "duckdb": "DuckDB, threads=1",
-        "cpython": "CPython csv module + dict",
-        "csv-read": "csv crate, ByteRecord read only",
-    }
     for k, label in names.items():
         print(f"{label:<34} {t[k]:>8.3f} {mbs[k]:>8.1f}")
     print(f"{'csvflow run, 10M rows (1 run)':<34} {wall_large:>8.3f} {size_large / 1e6 / wall_large:>8.1f}")
