@@ -880,12 +880,13 @@ fn columns_read(p: &Pipeline) -> Vec<bool> {
     read
 }
 
-/// The declared columns a row is typed from, in declared order, for each kind of record.
+/// How each declared column is typed, in declared order (a row's values are pushed in
+/// that order), for each kind of record.
 #[derive(Default)]
 struct TypingPlan {
-    /// For a record that is all ASCII: the typed columns (validated even when nobody
-    /// reads them) and the string columns the pipeline reads ([`columns_read`]). A string
-    /// column nobody reads needs no check there and stays null.
+    /// For a record that is all ASCII: the typed columns are validated even when nobody
+    /// reads them, and so are the string columns the pipeline reads ([`columns_read`]).
+    /// A string column nobody reads needs no check there and stays null (`skip`).
     ascii: Vec<TypedColumn>,
     /// For any other record: every column (strings are checked for UTF-8).
     all: Vec<TypedColumn>,
@@ -898,6 +899,8 @@ struct TypedColumn {
     /// Index of its field in the file.
     field: usize,
     ty: ColumnType,
+    /// Not looked at: the row's value is null.
+    skip: bool,
 }
 
 impl TypingPlan {
@@ -908,11 +911,14 @@ impl TypingPlan {
                 slot,
                 field,
                 ty: c.ty,
+                skip: false,
             })
             .collect();
         let ascii = (all.iter())
-            .filter(|c| c.ty != ColumnType::String || read[c.slot])
-            .copied()
+            .map(|&c| TypedColumn {
+                skip: c.ty == ColumnType::String && !read[c.slot],
+                ..c
+            })
             .collect();
         TypingPlan { ascii, all }
     }
@@ -957,11 +963,17 @@ impl Ctx<'_> {
             Some(_) => &self.plan.ascii,
             None => &self.plan.all,
         };
-        // Built in place: `SmallVec::from_elem` would copy the whole inline array.
+        // Values pushed in slot order (the plan's): none written twice, none dropped.
         let mut row: SmallVec<[Val<'_>; 16]> = SmallVec::new();
-        row.resize(p.columns.len(), Val::Null);
-        for &TypedColumn { slot, field, ty } in plan {
-            row[slot] = match (ascii, ty) {
+        for &TypedColumn {
+            slot,
+            field,
+            ty,
+            skip,
+        } in plan
+        {
+            let value = match (ascii, ty) {
+                _ if skip => Val::Null,
                 (Some(text), ColumnType::String) => match text.get(field) {
                     Some(s) if s != d.null => Val::Str(s.into()),
                     _ => Val::Null,
@@ -979,6 +991,7 @@ impl Ctx<'_> {
                     }
                 }
             };
+            row.push(value);
         }
         let ts = match row.get(p.time.slot) {
             Some(Val::Ts(t)) => *t,
@@ -1116,6 +1129,11 @@ impl Ctx<'_> {
                         .update(cell, metrics, &row, ts, reopened, scratch);
                 }),
             }
+        }
+        // Typed from the record alone, the values own nothing (their strings borrow the
+        // record): dropping them would be a loop over the row that frees nothing.
+        if p.derived.is_empty() && !row.spilled() {
+            std::mem::forget(row);
         }
         Ok(())
     }
