@@ -3,8 +3,8 @@
 //! so a row touches one or two cache lines and a new cell is one short append. The other
 //! accumulators (strings, first/last, distinct, quantiles) stay `Acc`s in a side arena.
 //!
-//! Cells are found through their group's [`GroupRef`]; each cell links to the group's
-//! previous cell (to find an earlier window) and names its group, so the cells are
+//! Cells are found through their group's chain (the cell it touched last, its newest);
+//! each cell links to the group's previous cell (to find an earlier window) and names its group, so the cells are
 //! grouped for output in one pass over the arena, without a list per group.
 
 use rustc_hash::FxHashMap;
@@ -36,33 +36,18 @@ const REOPENED: u64 = 1;
 /// indexed by (group, start) instead.
 const MAX_WALK: usize = 8;
 
-/// Where a group stands among its cells: the lookup of a group key finds it. Rows mostly
-/// arrive in time order, so the next row of a group usually lands in the cell it touched
-/// last (whose window start is in the cell, which the row updates anyway), or else in a
-/// new window after all of its cells. Eight bytes, so that the group index shares the
-/// core's cache with the cells being updated.
-#[derive(Clone, Copy)]
-pub(crate) struct GroupRef {
-    pub g: u32,
-    /// The cell the group touched last ([`NO_CELL`] before the first).
-    last_cell: u32,
-}
-
-impl GroupRef {
-    pub fn new(g: u32) -> Self {
-        GroupRef {
-            g,
-            last_cell: NO_CELL,
-        }
-    }
-}
-
-/// A group's chain of cells: the newest (its head), how many, and whether they were made
-/// in window order ([`FixedCells::cell`]).
+/// Where a group stands among its cells: its chain of cells, the newest (its head), how
+/// many, and whether they were made in window order ([`FixedCells::cell`]); and the cell
+/// it touched last. Rows mostly arrive in time order, so the next row of a group usually
+/// lands in that cell (whose window start is in the cell, which the row updates anyway),
+/// or else in a new window after all of its cells. Sixteen bytes, by group index: the
+/// groups' chains share the core's cache with the cells being updated.
 #[derive(Clone, Copy)]
 struct Chain {
     head: u32,
     len: u32,
+    /// The cell the group touched last ([`NO_CELL`] before the first).
+    last: u32,
     ordered: bool,
 }
 
@@ -70,6 +55,7 @@ impl Chain {
     const EMPTY: Chain = Chain {
         head: NO_CELL,
         len: 0,
+        last: NO_CELL,
         ordered: true,
     };
 }
@@ -269,47 +255,59 @@ impl FixedCells {
         }
     }
 
+    /// Starts loading what a row of group `g` reads first: the cell the group touched
+    /// last (a hint: no effect on results).
+    #[inline]
+    pub fn prefetch_group(&self, g: u32) {
+        let last = self.chain_of(g).last;
+        if last != NO_CELL {
+            self.prefetch(last);
+        }
+    }
+
     /// A cell's window start.
     pub fn start(&self, cell: u32) -> i64 {
         self.words.get(cell)[START] as i64
     }
 
-    /// The id of the cell (r's group, start), created empty if new; `r` remembers it as
-    /// the group's last cell.
+    /// The id of the cell (group `g`, start), created empty if new; the group's last
+    /// cell from now on.
     ///
     /// While a group's cells arrive in window order (time-ordered data), a window after
     /// all of them is new (decided from the newest cell alone) and an earlier one is found
     /// a few steps back along the group's chain; a group whose cells arrive out of order
     /// moves to the (group, start) hash map.
     #[inline]
-    pub fn cell(&mut self, r: &mut GroupRef, start: i64) -> u32 {
-        if r.last_cell != NO_CELL && self.start(r.last_cell) == start {
-            return r.last_cell;
+    pub fn cell(&mut self, g: u32, start: i64) -> u32 {
+        let chain = self.chain_of(g);
+        if chain.last != NO_CELL && self.start(chain.last) == start {
+            return chain.last;
         }
-        let chain = self.chain_of(r.g);
         let after_all = chain.head == NO_CELL || start > self.start(chain.head);
         let id = if chain.ordered && after_all {
-            self.push(r.g, start)
+            self.push(g, start)
         } else {
-            self.find_or_push(r.g, start)
+            self.find_or_push(g, start)
         };
-        r.last_cell = id;
+        // The group has a cell, so it has a chain.
+        self.chains[g as usize].last = id;
         id
     }
 
     /// [`Self::cell`] for the tumbling window of `size` ms that holds `ts`: the group's
     /// last cell when its window holds `ts` (found without a division).
     #[inline]
-    pub fn tumbling_cell(&mut self, r: &mut GroupRef, ts: i64, size: i64) -> u32 {
-        if r.last_cell != NO_CELL {
+    pub fn tumbling_cell(&mut self, g: u32, ts: i64, size: i64) -> u32 {
+        let last = self.chain_of(g).last;
+        if last != NO_CELL {
             let in_last = ts
-                .checked_sub(self.start(r.last_cell))
+                .checked_sub(self.start(last))
                 .is_some_and(|d| (0..size).contains(&d));
             if in_last {
-                return r.last_cell;
+                return last;
             }
         }
-        self.cell(r, ts - ts.rem_euclid(size))
+        self.cell(g, ts - ts.rem_euclid(size))
     }
 
     /// [`Self::cell`] for a window at or before the group's newest one, or of an
@@ -724,10 +722,11 @@ fn note_events(w: &mut [u64], wide: bool, first: i64, last: i64) {
     w[EVENTS] = u64::from(first) | u64::from(last) << 32;
 }
 
-/// Asks the CPU to load the cache line of `value` without waiting for it (x86-64), or
-/// loads it (elsewhere, where the stable library has no prefetch).
+/// Starts loading the cache line of `value` without waiting for it (a hint: no effect on
+/// results).
 #[inline(always)]
-fn prefetch(value: &u64) {
+fn prefetch<T>(value: &T) {
+    let at = std::ptr::from_ref(value);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: SSE is part of the x86-64 baseline, and a prefetch neither faults nor
     // changes memory (the address is a live reference anyway). Safe to call since Rust
@@ -735,10 +734,19 @@ fn prefetch(value: &u64) {
     #[allow(unused_unsafe)]
     unsafe {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast::<i8>());
+        _mm_prefetch::<_MM_HINT_T0>(at.cast::<i8>());
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    std::hint::black_box(*value);
+    #[cfg(target_arch = "aarch64")]
+    // SAFETY: `prfm` is a hint: it neither faults nor changes memory, registers or flags.
+    unsafe {
+        std::arch::asm!(
+            "prfm pldl1keep, [{0}]",
+            in(reg) at,
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    let _ = at;
 }
 
 #[cfg(test)]
@@ -804,13 +812,12 @@ mod tests {
         let mut cells = FixedCells::new(&metrics, 600_000);
         let others = cells.slots.iter().filter(|s| matches!(s, Slot::Other(_)));
         assert!(others.count() >= 5);
-        let (mut r, mut want, mut scratch) =
-            (GroupRef::new(0), CellState::new(&metrics), String::new());
+        let (mut want, mut scratch) = (CellState::new(&metrics), String::new());
         let mut next = xorshift(3);
         for i in 0..50 {
             let ts = 1_000 + i * 7;
             let row = row(&mut next, ts, 0);
-            let id = cells.cell(&mut r, 0);
+            let id = cells.cell(0, 0);
             cells.update(id, &metrics, &row, ts, false, &mut scratch);
             want.update(&metrics, &row, ts, &mut scratch);
         }
@@ -835,8 +842,6 @@ mod tests {
             FixedCells::new(&metrics, window_ms),
             FixedCells::new(&metrics, window_ms),
         ];
-        let mut refs: Vec<GroupRef> = (0..3).map(GroupRef::new).collect();
-        let mut refs2 = refs.clone();
         let mut want: std::collections::BTreeMap<(u32, i64), CellState> = Default::default();
         let mut scratch = String::new();
         for i in 0..3_000i64 {
@@ -850,12 +855,8 @@ mod tests {
             // Group 2 has cells without any number in one half and some in the other.
             let row = row(&mut next, ts, if g == 2 { 9 } else { 0 });
             let start = window * 600_000;
-            let (cells, r) = if i % 2 == 0 {
-                (&mut halves[0], &mut refs[g as usize])
-            } else {
-                (&mut halves[1], &mut refs2[g as usize])
-            };
-            let id = cells.cell(r, start);
+            let cells = &mut halves[i as usize % 2];
+            let id = cells.cell(g, start);
             cells.update(id, &metrics, &row, ts, i % 11 == 0, &mut scratch);
             let cell = want
                 .entry((g, start))
@@ -870,7 +871,7 @@ mod tests {
         let theirs = second.by_group();
         for g in 0..3 {
             for &id in theirs.of(g) {
-                let cell = first.cell(&mut refs[g as usize], second.start(id));
+                let cell = first.cell(g, second.start(id));
                 first.merge_cell(cell, &second, id);
             }
         }

@@ -16,11 +16,11 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::cells::{CellsByGroup, FixedCells, GroupRef};
+use crate::cells::{CellsByGroup, FixedCells};
 use crate::definition::{BadRowPolicy, Dialect, LatePolicy, Pipeline};
 use crate::metrics::{Acc, CellState};
 use crate::reader;
-use crate::records::{Record, RecordReader};
+use crate::records::{Batch, Record, RecordReader};
 use crate::types::{
     parse_bool_bytes, parse_float_bytes, parse_int_bytes, ColumnType, DayCache, TimeParser, Val,
 };
@@ -145,6 +145,13 @@ impl FileError {
 
 const MAX_RECORD_TEXT: usize = 4096;
 
+/// Records read at a time: their groups are looked up, and their cells start loading,
+/// before the first is typed ([`Ctx::look_ahead`]).
+const BATCH_RECORDS: usize = 16;
+
+/// No group found ahead ([`Ctx::ahead`]).
+const NO_GROUP: u32 = u32::MAX;
+
 /// One group (distinct group-key value) of an aggregate while a file is processed.
 struct Group {
     /// The group-by values (built once, when the group first appears).
@@ -171,8 +178,8 @@ struct AggTable {
 struct GroupIndex {
     /// Keys of at most 15 bytes packed into two words (no byte comparison on lookup):
     /// 24-byte entries, small enough to share the core's cache with the cells.
-    small: FxHashMap<PackedKey, GroupRef>,
-    groups: FxHashMap<Box<[u8]>, GroupRef>,
+    small: FxHashMap<PackedKey, u32>,
+    groups: FxHashMap<Box<[u8]>, u32>,
 }
 
 /// A group key of at most 15 bytes as two words: the bytes, zero padded, and the length
@@ -266,28 +273,29 @@ impl AggTable {
     fn absorb(&mut self, agg: &crate::definition::Aggregate, other: AggTable) {
         let theirs = other.fixed.by_group();
         for (gb, group) in other.group_list.into_iter().enumerate() {
-            let r = match self.index.find(&group.raw) {
-                Some(r) => r,
+            let g = match self.index.find(&group.raw) {
+                Some(g) => g,
                 None => {
                     let g = self.group_list.len() as u32;
+                    self.index.insert(&group.raw, g);
                     self.group_list.push(Group {
                         key: group.key,
-                        raw: group.raw.clone(),
+                        raw: group.raw,
                         sessions: BTreeMap::new(),
                     });
-                    self.index.insert(&group.raw, GroupRef::new(g))
+                    g
                 }
             };
             match agg.window {
                 WindowSpec::Session { gap_ms } => {
-                    let sessions = &mut self.group_list[r.g as usize].sessions;
+                    let sessions = &mut self.group_list[g as usize].sessions;
                     for (start, cell) in group.sessions {
                         merge_session(sessions, gap_ms, start, cell);
                     }
                 }
                 _ => {
                     for &id in theirs.of(gb as u32) {
-                        let cell = self.fixed.cell(r, other.fixed.start(id));
+                        let cell = self.fixed.cell(g, other.fixed.start(id));
                         self.fixed.merge_cell(cell, &other.fixed, id);
                     }
                 }
@@ -297,19 +305,21 @@ impl AggTable {
 }
 
 impl GroupIndex {
+    /// The group of a key.
     #[inline]
-    fn find(&mut self, key: &[u8]) -> Option<&mut GroupRef> {
+    fn find(&self, key: &[u8]) -> Option<u32> {
         match pack_key(key) {
-            Some(k) => self.small.get_mut(&k),
-            None => self.groups.get_mut(key),
+            Some(k) => self.small.get(&k).copied(),
+            None => self.groups.get(key).copied(),
         }
     }
 
-    fn insert(&mut self, key: &[u8], r: GroupRef) -> &mut GroupRef {
+    /// Adds a new key's group.
+    fn insert(&mut self, key: &[u8], g: u32) {
         match pack_key(key) {
-            Some(k) => self.small.entry(k).or_insert(r),
-            None => self.groups.entry(key.into()).or_insert(r),
-        }
+            Some(k) => self.small.insert(k, g),
+            None => self.groups.insert(key.into(), g),
+        };
     }
 }
 
@@ -326,6 +336,9 @@ struct Ctx<'p> {
     keybuf: Vec<u8>,
     scratch: String,
     session_keys: Vec<i64>,
+    /// The group of each record of the batch in each table, where [`Ctx::look_ahead`]
+    /// found it ([`NO_GROUP`] otherwise), by record, then by table.
+    ahead: Vec<u32>,
     /// The last timestamp's date, parsed once for the rows that share it.
     days: DayCache,
     /// Offset in the file of the reader's first byte (a skipped BOM, or where a part
@@ -730,6 +743,7 @@ pub(crate) fn process_part<'p, R: Read>(
         keybuf: Vec::with_capacity(64),
         scratch: String::new(),
         session_keys: Vec::new(),
+        ahead: Vec::new(),
         days: DayCache::default(),
         byte_base: part.byte_base,
         watermark_ms: input.watermark_ms,
@@ -763,19 +777,29 @@ pub(crate) fn process_part<'p, R: Read>(
     ctx.plan = TypingPlan::new(pipeline, &ctx.layout);
 
     let mut stop_at = part.stop_at;
-    while let Some(rec) = read(&mut rdr, input.name)? {
-        let byte = rec.position.byte + ctx.byte_base;
-        while byte >= stop_at {
-            match (part.extend)() {
-                Some(further) => stop_at = further,
-                None => {
-                    ctx.report.stats.bytes = byte - part.start;
-                    let line = rec.position.line;
-                    return Ok((Processed::new(ctx), Some(Boundary { byte, line })));
+    let lookahead = ctx.lookahead_keys();
+    loop {
+        let batch = rdr
+            .read_batch(BATCH_RECORDS)
+            .map_err(|e| read_error(e, input.name))?;
+        if batch.is_empty() {
+            break;
+        }
+        ctx.look_ahead(&lookahead, &batch);
+        for (i, rec) in batch.iter().enumerate() {
+            let byte = rec.position.byte + ctx.byte_base;
+            while byte >= stop_at {
+                match (part.extend)() {
+                    Some(further) => stop_at = further,
+                    None => {
+                        ctx.report.stats.bytes = byte - part.start;
+                        let line = rec.position.line;
+                        return Ok((Processed::new(ctx), Some(Boundary { byte, line })));
+                    }
                 }
             }
+            ctx.row(&rec, i)?;
         }
-        ctx.row(&rec)?;
     }
     ctx.report.stats.bytes = bytes_read(&rdr, &ctx);
     Ok((Processed::new(ctx), None))
@@ -807,7 +831,12 @@ fn read<'r, R: Read>(
     rdr: &'r mut RecordReader<R>,
     file: &str,
 ) -> Result<Option<Record<'r>>, FileError> {
-    rdr.read().map_err(|io| match reader::as_decompress(&io) {
+    rdr.read().map_err(|e| read_error(e, file))
+}
+
+/// A failed read of `file`: a decompression or an I/O error.
+fn read_error(io: std::io::Error, file: &str) -> FileError {
+    match reader::as_decompress(&io) {
         Some((codec, _)) => FileError::Decompress {
             file: file.to_string(),
             codec,
@@ -817,7 +846,7 @@ fn read<'r, R: Read>(
             file: file.to_string(),
             source: io,
         },
-    })
+    }
 }
 
 /// Types one field. Numbers, bools and timestamps are parsed from the raw bytes (their
@@ -949,7 +978,8 @@ fn excerpt(raw: &[u8]) -> String {
 }
 
 impl Ctx<'_> {
-    fn row(&mut self, rec: &Record<'_>) -> Result<(), FileError> {
+    /// Processes record `rec`, number `rec_in_batch` of its batch.
+    fn row(&mut self, rec: &Record<'_>, rec_in_batch: usize) -> Result<(), FileError> {
         let p = self.pipeline;
         let d = &p.dialect;
         if rec.len() != self.nfields {
@@ -1045,7 +1075,8 @@ impl Ctx<'_> {
         }
         stats.rows += 1;
 
-        for (agg, table) in p.aggregates.iter().zip(self.tables.iter_mut()) {
+        let tables = self.tables.len();
+        for (t, (agg, table)) in p.aggregates.iter().zip(self.tables.iter_mut()).enumerate() {
             // Group key bytes: the raw field for one group-by column, else length-prefixed
             // raw fields (null = empty).
             // Derived columns (slots past the declared ones) key by their rendered value.
@@ -1076,8 +1107,12 @@ impl Ctx<'_> {
             };
             let metrics = &agg.metrics;
             let scratch = &mut self.scratch;
-            let r = match table.index.find(keybytes) {
-                Some(r) => r,
+            let found = match self.ahead.get(rec_in_batch * tables + t) {
+                Some(&g) if g != NO_GROUP => Some(g),
+                _ => table.index.find(keybytes),
+            };
+            let g = match found {
+                Some(g) => g,
                 None => {
                     let key = agg
                         .group_slots
@@ -1101,13 +1136,14 @@ impl Ctx<'_> {
                         raw: keybytes.into(),
                         sessions: BTreeMap::new(),
                     });
-                    table.index.insert(keybytes, GroupRef::new(g))
+                    table.index.insert(keybytes, g);
+                    g
                 }
             };
             match agg.window {
                 WindowSpec::Session { gap_ms } => {
                     let cell = session_cell(
-                        &mut table.group_list[r.g as usize].sessions,
+                        &mut table.group_list[g as usize].sessions,
                         gap_ms,
                         ts,
                         metrics,
@@ -1117,13 +1153,13 @@ impl Ctx<'_> {
                     cell.reopened |= reopened;
                 }
                 WindowSpec::Tumbling { size_ms } => {
-                    let cell = table.fixed.tumbling_cell(r, ts, size_ms);
+                    let cell = table.fixed.tumbling_cell(g, ts, size_ms);
                     table
                         .fixed
                         .update(cell, metrics, &row, ts, reopened, scratch);
                 }
                 spec => spec.assign(ts, |start, _end| {
-                    let cell = table.fixed.cell(r, start);
+                    let cell = table.fixed.cell(g, start);
                     table
                         .fixed
                         .update(cell, metrics, &row, ts, reopened, scratch);
@@ -1136,6 +1172,43 @@ impl Ctx<'_> {
             std::mem::forget(row);
         }
         Ok(())
+    }
+
+    /// (table, field in the file) of the group keys worth looking up a batch ahead
+    /// ([`Self::look_ahead`]): those of one declared column, of tables whose windows live
+    /// in the arena (fixed windows).
+    fn lookahead_keys(&self) -> Vec<(usize, usize)> {
+        let p = self.pipeline;
+        (p.aggregates.iter().enumerate())
+            .filter(|(_, a)| !a.window.is_session())
+            .filter_map(|(t, a)| match a.group_slots.as_slice() {
+                &[slot] => Some((t, *self.layout.get(slot)?)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Finds the groups of the records of `batch` ([`Self::ahead`]), all the batch's keys
+    /// at once, so that their cache misses overlap, and starts loading the cell each
+    /// group touched last, which its row reads to find its window.
+    #[inline]
+    fn look_ahead(&mut self, keys: &[(usize, usize)], batch: &Batch<'_>) {
+        let tables = self.tables.len();
+        self.ahead.clear();
+        self.ahead.resize(batch.len() * tables, NO_GROUP);
+        let null = self.pipeline.dialect.null.as_bytes();
+        for (i, rec) in batch.iter().enumerate() {
+            for &(t, field) in keys {
+                let Some(raw) = rec.get(field) else { continue };
+                // The row's key: a null value keys as no bytes.
+                let key = if raw == null { &[][..] } else { raw };
+                let table = &self.tables[t];
+                if let Some(g) = table.index.find(key) {
+                    self.ahead[i * tables + t] = g;
+                    table.fixed.prefetch_group(g);
+                }
+            }
+        }
     }
 
     fn bad(&mut self, rec: &Record<'_>, reason: String) -> Result<(), FileError> {

@@ -66,6 +66,47 @@ impl<'a> Record<'a> {
     }
 }
 
+/// Records read together ([`RecordReader::read_batch`]), borrowed from the reader until
+/// the next read: the engine looks at all of their group keys before typing the first.
+pub(crate) struct Batch<'a> {
+    /// The bytes the records lie in.
+    data: &'a [u8],
+    /// The records' field bounds, one run per record.
+    bounds: &'a [u32],
+    spans: &'a [Span],
+}
+
+/// Where one record of a [`Batch`] is.
+#[derive(Clone, Copy)]
+struct Span {
+    /// `data[start..end]`.
+    start: usize,
+    end: usize,
+    /// Its field bounds are `bounds[first_bound..end_bound]`.
+    first_bound: usize,
+    end_bound: usize,
+    position: Position,
+}
+
+impl<'a> Batch<'a> {
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// The records, in stream order.
+    pub fn iter(&self) -> impl Iterator<Item = Record<'a>> + '_ {
+        self.spans.iter().map(|s| Record {
+            data: &self.data[s.start..s.end],
+            bounds: &self.bounds[s.first_bound..s.end_bound],
+            position: s.position,
+        })
+    }
+}
+
 /// Field `i` of the fields that `bounds` (start and end, in pairs) mark in `data`.
 #[inline]
 fn field<'a>(data: &'a [u8], bounds: &[u32], i: usize) -> Option<&'a [u8]> {
@@ -153,6 +194,8 @@ pub(crate) struct RecordReader<R> {
     parsed: Vec<u8>,
     parsed_len: usize,
     ends: Vec<usize>,
+    /// The records of the last batch.
+    spans: Vec<Span>,
 }
 
 impl<R: Read> RecordReader<R> {
@@ -183,6 +226,7 @@ impl<R: Read> RecordReader<R> {
             parsed: vec![0; 1024],
             parsed_len: 0,
             ends: vec![0; 64],
+            spans: Vec::new(),
         }
     }
 
@@ -198,6 +242,7 @@ impl<R: Read> RecordReader<R> {
     pub fn read(&mut self) -> io::Result<Option<Record<'_>>> {
         let position = self.position();
         loop {
+            self.bounds.clear();
             match self.split() {
                 Split::Record { start, end } => {
                     return Ok(Some(Record {
@@ -221,8 +266,67 @@ impl<R: Read> RecordReader<R> {
         }
     }
 
+    /// The next records, at most `max` (at least one), as many as are split in place
+    /// from what the buffer holds; empty at the end of the stream. A record that needs
+    /// the full CSV rules comes in a batch of its own.
+    pub fn read_batch(&mut self, max: usize) -> io::Result<Batch<'_>> {
+        self.bounds.clear();
+        self.spans.clear();
+        let mut parsed = false;
+        // The first record's position, kept across refills (as in `read`).
+        let mut first_position = None;
+        while self.spans.len() < max.max(1) {
+            let position = first_position.take().unwrap_or_else(|| self.position());
+            let first_bound = self.bounds.len();
+            let split = self.split();
+            if let Split::Record { start, end } = split {
+                self.spans.push(Span {
+                    start,
+                    end,
+                    first_bound,
+                    end_bound: self.bounds.len(),
+                    position,
+                });
+                continue;
+            }
+            if !self.spans.is_empty() {
+                // Left for the next batch, as it was: the blank lines before it too (they
+                // count in its position), and none of its fields.
+                self.at = (position.byte - self.base) as usize;
+                self.line = position.line;
+                self.bounds.truncate(first_bound);
+                break;
+            }
+            match split {
+                Split::NeedMore => {
+                    first_position = Some(position);
+                    self.refill()?;
+                }
+                Split::Parse => {
+                    parsed = self.parse()?;
+                    if parsed {
+                        self.spans.push(Span {
+                            start: 0,
+                            end: self.parsed_len,
+                            first_bound: 0,
+                            end_bound: self.bounds.len(),
+                            position,
+                        });
+                    }
+                    break;
+                }
+                Split::End | Split::Record { .. } => break,
+            }
+        }
+        Ok(Batch {
+            data: if parsed { &self.parsed } else { &self.buf },
+            bounds: &self.bounds,
+            spans: &self.spans,
+        })
+    }
+
     /// Splits the record at the read position where it lies, if it has no quote and does
-    /// not start with a comment. Blank lines before it are skipped, as `csv_core` does;
+    /// not start with a comment; its field bounds are added to `bounds`. Blank lines before it are skipped, as `csv_core` does;
     /// a carriage return or a line feed ends it.
     #[inline]
     fn split(&mut self) -> Split {
@@ -250,7 +354,6 @@ impl<R: Read> RecordReader<R> {
                 Some(_) => break,
             }
         }
-        self.bounds.clear();
         let mut field = start;
         let mut chunk_at = start;
         loop {
@@ -425,12 +528,28 @@ mod tests {
         (out, (rdr.position().byte(), rdr.position().line()))
     }
 
-    fn with_record_reader(d: &Dialect, data: &[u8], capacity: usize) -> Read {
+    /// The records as [`RecordReader::read`] reads them (`batch` 0) or as
+    /// [`RecordReader::read_batch`] does, `batch` at most at a time.
+    fn with_record_reader(d: &Dialect, data: &[u8], capacity: usize, batch: usize) -> Read {
         let mut rdr = RecordReader::with_capacity(d, data, capacity);
         let mut out = Vec::new();
-        while let Some(rec) = rdr.read().unwrap() {
+        let mut add = |rec: Record<'_>| {
             let p = rec.position;
             out.push((rec.iter().map(<[u8]>::to_vec).collect(), p.byte, p.line));
+        };
+        if batch == 0 {
+            while let Some(rec) = rdr.read().unwrap() {
+                add(rec);
+            }
+        } else {
+            loop {
+                let records = rdr.read_batch(batch).unwrap();
+                if records.is_empty() {
+                    break;
+                }
+                assert!(records.iter().count() <= batch);
+                records.iter().for_each(&mut add);
+            }
         }
         let end = rdr.position();
         (out, (end.byte, end.line))
@@ -446,7 +565,8 @@ mod tests {
     }
 
     /// Random inputs made of the bytes CSV gives meaning to, in several dialects and
-    /// buffer sizes (records cut by refills), read exactly as the csv crate reads them.
+    /// buffer sizes (records cut by refills), read exactly as the csv crate reads them,
+    /// one record at a time or in batches.
     #[test]
     fn reads_as_the_csv_crate_does() {
         let dialects = [
@@ -472,12 +592,17 @@ mod tests {
             for d in &dialects {
                 let want = with_csv_crate(d, &data);
                 for capacity in [16, 17, 40, BUFFER_BYTES] {
-                    let got = with_record_reader(d, &data, capacity);
-                    assert_same(
-                        &got,
-                        &want,
-                        &format!("round {round}, {d:?}, capacity {capacity}, {data:?}"),
-                    );
+                    for batch in [0, 1, 3, 16] {
+                        let got = with_record_reader(d, &data, capacity, batch);
+                        assert_same(
+                            &got,
+                            &want,
+                            &format!(
+                                "round {round}, {d:?}, capacity {capacity}, batch {batch}, \
+                                 {data:?}"
+                            ),
+                        );
+                    }
                 }
             }
         }
@@ -497,8 +622,10 @@ mod tests {
         let want = with_csv_crate(&d, &data);
         assert_eq!(want.0.len(), 500 + 72);
         for capacity in [16, 100, 1000, BUFFER_BYTES] {
-            let got = with_record_reader(&d, &data, capacity);
-            assert_same(&got, &want, &format!("capacity {capacity}"));
+            for batch in [0, 5, 16] {
+                let got = with_record_reader(&d, &data, capacity, batch);
+                assert_same(&got, &want, &format!("capacity {capacity}, batch {batch}"));
+            }
         }
     }
 
