@@ -255,10 +255,17 @@ impl FixedCells {
         }
     }
 
-    /// Starts loading what a row of group `g` reads first: the cell the group touched
-    /// last (a hint: no effect on results).
+    /// Starts loading group `g`'s chain (a hint: no effect on results).
     #[inline]
-    pub fn prefetch_group(&self, g: u32) {
+    pub fn prefetch_chain(&self, g: u32) {
+        if let Some(chain) = self.chains.get(g as usize) {
+            prefetch(chain);
+        }
+    }
+
+    /// Starts loading the cell group `g` touched last (a hint: no effect on results).
+    #[inline]
+    pub fn prefetch_last_cell(&self, g: u32) {
         let last = self.chain_of(g).last;
         if last != NO_CELL {
             self.prefetch(last);

@@ -1189,8 +1189,9 @@ impl Ctx<'_> {
     }
 
     /// Finds the groups of the records of `batch` ([`Self::ahead`]), all the batch's keys
-    /// at once, so that their cache misses overlap, and starts loading the cell each
-    /// group touched last, which its row reads to find its window.
+    /// at once, so that their cache misses overlap, and starts loading each group's chain;
+    /// then (the chains mostly in) the cell each group touched last, which its row reads
+    /// to find its window.
     #[inline]
     fn look_ahead(&mut self, keys: &[(usize, usize)], batch: &Batch<'_>) {
         let tables = self.tables.len();
@@ -1205,8 +1206,13 @@ impl Ctx<'_> {
                 let table = &self.tables[t];
                 if let Some(g) = table.index.find(key) {
                     self.ahead[i * tables + t] = g;
-                    table.fixed.prefetch_group(g);
+                    table.fixed.prefetch_chain(g);
                 }
+            }
+        }
+        for (k, &g) in self.ahead.iter().enumerate() {
+            if g != NO_GROUP {
+                self.tables[k % tables].fixed.prefetch_last_cell(g);
             }
         }
     }

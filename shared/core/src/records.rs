@@ -132,11 +132,12 @@ impl<'a> AsciiRecord<'a> {
     }
 }
 
-/// The bytes the in-place splitter stops at; each names one byte (repeated when the
-/// dialect has fewer).
+/// The bytes the in-place splitter stops at: the delimiter, and the bytes that end a
+/// field otherwise (a line feed, a carriage return, the quote; the line feed repeated
+/// when the dialect has no quote).
 struct Stops {
-    delimiter: u8,
-    vectors: [u8x16; 4],
+    delimiter: u8x16,
+    ends: [u8x16; 3],
     /// Whether records may be split in place at all: not when the delimiter is a line
     /// break or the quote, which only `csv_core` sorts out.
     usable: bool,
@@ -144,20 +145,24 @@ struct Stops {
 
 impl Stops {
     fn new(d: &Dialect) -> Self {
-        let bytes = [d.delimiter, b'\n', b'\r', d.quote.unwrap_or(b'\n')];
+        let ends = [b'\n', b'\r', d.quote.unwrap_or(b'\n')];
         Stops {
-            delimiter: d.delimiter,
-            vectors: bytes.map(u8x16::splat),
+            delimiter: u8x16::splat(d.delimiter),
+            ends: ends.map(u8x16::splat),
             usable: !matches!(d.delimiter, b'\n' | b'\r') && Some(d.delimiter) != d.quote,
         }
     }
 
-    /// Bit k set when `chunk[k]` is a stop byte.
+    /// (delimiters, ends): bit k set when `chunk[k]` is one.
     #[inline]
-    fn mask(&self, chunk: [u8; 16]) -> u32 {
+    fn masks(&self, chunk: [u8; 16]) -> (u32, u32) {
         let v = u8x16::new(chunk);
-        let [a, b, c, d] = &self.vectors;
-        (v.cmp_eq(*a) | v.cmp_eq(*b) | v.cmp_eq(*c) | v.cmp_eq(*d)).move_mask() as u32
+        let [a, b, c] = &self.ends;
+        let ends = v.cmp_eq(*a) | v.cmp_eq(*b) | v.cmp_eq(*c);
+        (
+            v.cmp_eq(self.delimiter).move_mask() as u32,
+            ends.move_mask() as u32,
+        )
     }
 }
 
@@ -357,39 +362,45 @@ impl<R: Read> RecordReader<R> {
         let mut field = start;
         let mut chunk_at = start;
         loop {
-            let mut mask = match buf.get(chunk_at..chunk_at + 16) {
+            let (delimiters, ends) = match buf.get(chunk_at..chunk_at + 16) {
                 Some(chunk) => {
                     let mut bytes = [0u8; 16];
                     bytes.copy_from_slice(chunk);
-                    self.stops.mask(bytes)
+                    self.stops.masks(bytes)
                 }
                 None => {
                     let rest = &buf[chunk_at..];
                     let mut bytes = [0u8; 16];
                     bytes[..rest.len()].copy_from_slice(rest);
-                    self.stops.mask(bytes) & ((1u32 << rest.len()) - 1)
+                    let (delimiters, ends) = self.stops.masks(bytes);
+                    let filled = (1u32 << rest.len()) - 1;
+                    (delimiters & filled, ends & filled)
                 }
             };
-            while mask != 0 {
-                let i = chunk_at + mask.trailing_zeros() as usize;
-                mask &= mask - 1;
+            // The fields ended by delimiters before the chunk's first end, if any.
+            let first_end = ends.trailing_zeros();
+            let mut fields = delimiters & ((1u64 << first_end) - 1) as u32;
+            while fields != 0 {
+                let i = chunk_at + fields.trailing_zeros() as usize;
+                fields &= fields - 1;
+                self.bounds
+                    .extend([(field - start) as u32, (i - start) as u32]);
+                field = i + 1;
+            }
+            if ends != 0 {
+                let i = chunk_at + first_end as usize;
                 let b = buf[i];
-                if b == self.stops.delimiter {
-                    self.bounds
-                        .extend([(field - start) as u32, (i - start) as u32]);
-                    field = i + 1;
-                } else if b == b'\n' || b == b'\r' {
-                    // Either ends a record; a line feed after a carriage return is then
-                    // a blank line. Lines are counted by line feeds.
-                    self.bounds
-                        .extend([(field - start) as u32, (i - start) as u32]);
-                    self.at = i + 1;
-                    self.line += u64::from(b == b'\n');
-                    return Split::Record { start, end: i };
-                } else {
+                if b != b'\n' && b != b'\r' {
                     // A quote.
                     return Split::Parse;
                 }
+                // Either ends a record; a line feed after a carriage return is then a
+                // blank line. Lines are counted by line feeds.
+                self.bounds
+                    .extend([(field - start) as u32, (i - start) as u32]);
+                self.at = i + 1;
+                self.line += u64::from(b == b'\n');
+                return Split::Record { start, end: i };
             }
             chunk_at += 16;
             if chunk_at >= filled {
