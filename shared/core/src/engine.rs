@@ -499,7 +499,24 @@ fn write_fixed_csv<W: std::io::Write + Send>(
                 .then(x.1.cmp(&y.1))
         });
     }
-    let groups: Vec<(usize, u32)> = keyed.into_iter().map(|(_, t, g)| (t, g)).collect();
+    // Where each key's run starts: most neighbours differ in their prefixes, without a
+    // look at their keys.
+    let groups: Vec<Listed> = (0..keyed.len())
+        .map(|i| {
+            let (prefix, t, g) = keyed[i];
+            let first = match i.checked_sub(1).map(|p| keyed[p]) {
+                Some((p, pt, pg)) if tables.len() > 1 && p == prefix => {
+                    key(&(pt, pg)) != key(&(t, g))
+                }
+                _ => true,
+            };
+            Listed {
+                table: t,
+                group: g,
+                first,
+            }
+        })
+        .collect();
     if tables.len() == 1 {
         let mut w = crate::output::CsvWindows::new(a, out)?;
         let count = write_groups(a, tables, &by_group, &groups, &mut w)?;
@@ -512,7 +529,7 @@ fn write_fixed_csv<W: std::io::Write + Send>(
     let mut rest = groups.as_slice();
     while !rest.is_empty() {
         let mut end = rest.len().min(BATCH_GROUPS);
-        while end < rest.len() && key(&rest[end]) == key(&rest[end - 1]) {
+        while end < rest.len() && !rest[end].first {
             end += 1;
         }
         let (batch, after) = rest.split_at(end);
@@ -572,36 +589,51 @@ enum CellSource {
     Merged(usize),
 }
 
-/// Writes the cells of `groups` ((table, group) in output order, equal keys adjacent);
-/// returns the number of windows written.
+/// A group of one of the tables, in output order.
+#[derive(Clone, Copy)]
+struct Listed {
+    table: usize,
+    group: u32,
+    /// Whether its key differs from the one before (the first of the key's run: a key
+    /// found in several tables is one run).
+    first: bool,
+}
+
+/// Writes the cells of `groups` (in output order, equal keys adjacent); returns the number
+/// of windows written.
 fn write_groups<W: std::io::Write>(
     a: &crate::definition::Aggregate,
     tables: &[&AggTable],
     by_group: &[CellsByGroup],
-    groups: &[(usize, u32)],
+    groups: &[Listed],
     w: &mut crate::output::CsvWindows<'_, W>,
 ) -> std::io::Result<u64> {
     let m = a.metrics.len();
-    let key = |&(t, g): &(usize, u32)| &tables[t].group_list[g as usize].key;
     let (mut cells, mut sources) = (Vec::new(), Vec::new());
     let mut merged = Vec::<Acc>::new();
     let mut count = 0u64;
     let mut run = 0;
     while run < groups.len() {
         let mut end = run + 1;
-        while end < groups.len() && key(&groups[end]) == key(&groups[run]) {
+        while end < groups.len() && !groups[end].first {
             end += 1;
         }
         // The cells lie far apart in the arenas: those of the groups that follow are
         // fetched into the cache while this one's are written.
-        for &(t, g) in groups[end..].iter().take(PREFETCH_GROUPS) {
+        for &Listed {
+            table: t, group: g, ..
+        } in groups[end..].iter().take(PREFETCH_GROUPS)
+        {
             for &id in by_group[t].of(g) {
                 tables[t].fixed.prefetch(id);
             }
         }
         // (start, table, id) of the key's cells, by start; equal starts merge.
         cells.clear();
-        for &(t, g) in &groups[run..end] {
+        for &Listed {
+            table: t, group: g, ..
+        } in &groups[run..end]
+        {
             let fixed = &tables[t].fixed;
             cells.extend(by_group[t].of(g).iter().map(|&id| (fixed.start(id), t, id)));
         }
@@ -630,7 +662,8 @@ fn write_groups<W: std::io::Write>(
             }
             i = j;
         }
-        w.group(key(&groups[run]));
+        let Listed { table, group, .. } = groups[run];
+        w.group(&tables[table].group_list[group as usize].key);
         if a.derived().is_empty() {
             // Fields written straight from the cells.
             for &(start, src) in &sources {
