@@ -165,9 +165,9 @@ struct Group {
 /// Cells of one aggregate while a file is processed: groups found by their key's raw
 /// bytes (borrowed lookup, allocation only for a new group) and their fixed-window cells
 /// in a compact arena ([`FixedCells`]; no allocation per cell; a row touches its group's
-/// hash entry, which names its last cell, and that cell's words: few cache misses when
-/// the groups outgrow the caches). Each cell's `CellState` is built once, at the end, in
-/// output order.
+/// hash entry, its group's chain, which names its last cell, and that cell's words: few
+/// cache misses when the groups outgrow the caches, and those looked up a batch ahead).
+/// Each cell's `CellState` is built once, at the end, in output order.
 struct AggTable {
     index: GroupIndex,
     group_list: Vec<Group>,
@@ -499,8 +499,8 @@ fn write_fixed_csv<W: std::io::Write + Send>(
                 .then(x.1.cmp(&y.1))
         });
     }
-    // Where each key's run starts: most neighbours differ in their prefixes, without a
-    // look at their keys.
+    // Where each key's run starts: most neighbours differ in their prefixes, which tells
+    // them apart without a look at their keys.
     let groups: Vec<Listed> = (0..keyed.len())
         .map(|i| {
             let (prefix, t, g) = keyed[i];
