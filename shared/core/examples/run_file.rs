@@ -7,6 +7,10 @@ use std::path::PathBuf;
 
 use csvflow_core::{run, OutputFormat, RunOptions};
 
+/// The allocator `csvflow run` uses (cli/src/main.rs), so that profiles match its runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let usage = "usage: run_file CONFIG PIPELINE AGGREGATE FILE...";
