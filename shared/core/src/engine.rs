@@ -22,7 +22,7 @@ use crate::metrics::{Acc, CellState};
 use crate::reader;
 use crate::records::{Batch, Record, RecordReader};
 use crate::types::{
-    parse_bool_bytes, parse_float_bytes, parse_int_bytes, ColumnType, DayCache, TimeParser, Val,
+    parse_bool_bytes, parse_float_bytes, parse_int_bytes, ColumnType, TimeCache, TimeParser, Val,
 };
 use crate::window::WindowSpec;
 
@@ -339,8 +339,8 @@ struct Ctx<'p> {
     /// The group of each record of the batch in each table, where [`Ctx::look_ahead`]
     /// found it ([`NO_GROUP`] otherwise), by record, then by table.
     ahead: Vec<u32>,
-    /// The last timestamp's date, parsed once for the rows that share it.
-    days: DayCache,
+    /// The last timestamp field and date parsed: rows that share them are not parsed again.
+    times: TimeCache,
     /// Offset in the file of the reader's first byte (a skipped BOM, or where a part
     /// starts): record positions plus this are file offsets.
     byte_base: u64,
@@ -777,7 +777,7 @@ pub(crate) fn process_part<'p, R: Read>(
         scratch: String::new(),
         session_keys: Vec::new(),
         ahead: Vec::new(),
-        days: DayCache::default(),
+        times: TimeCache::default(),
         byte_base: part.byte_base,
         watermark_ms: input.watermark_ms,
     };
@@ -891,7 +891,7 @@ fn parse_field<'r>(
     ty: ColumnType,
     null: &[u8],
     tp: &TimeParser,
-    days: &mut DayCache,
+    times: &mut TimeCache,
 ) -> Result<Val<'r>, &'static str> {
     if raw == null {
         return Ok(Val::Null);
@@ -904,7 +904,7 @@ fn parse_field<'r>(
         ColumnType::Int => parse_int_bytes(raw).map(Val::Int).ok_or("bad int"),
         ColumnType::Float => parse_float_bytes(raw).map(Val::Float).ok_or("bad float"),
         ColumnType::Bool => parse_bool_bytes(raw).map(Val::Bool).ok_or("bad bool"),
-        ColumnType::Timestamp => tp.parse_bytes(raw, days).map(Val::Ts),
+        ColumnType::Timestamp => tp.parse_bytes(raw, times).map(Val::Ts),
     };
     typed.map_err(|why| match std::str::from_utf8(raw) {
         Ok(_) => why,
@@ -1044,7 +1044,7 @@ impl Ctx<'_> {
                 _ => {
                     let raw = rec.get(field).unwrap_or_default();
                     let (null, time) = (d.null.as_bytes(), &p.time.parser);
-                    match parse_field(raw, ty, null, time, &mut self.days) {
+                    match parse_field(raw, ty, null, time, &mut self.times) {
                         Ok(v) => v,
                         Err(why) => {
                             let name = &p.columns[slot].name;

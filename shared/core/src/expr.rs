@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 use std::sync::{Arc, LazyLock};
 
 use crate::resources::{LookupTable, Model, Resources};
-use crate::types::{parse_float, Val};
+use crate::types::{parse_float, same_bytes, Val};
 
 static NO_RESOURCES: LazyLock<Resources> = LazyLock::new(Resources::default);
 
@@ -858,8 +858,8 @@ pub fn compare(a: &Val<'_>, b: &Val<'_>) -> Option<Ordering> {
 #[inline]
 fn comparison(c: CmpOp, a: &Val<'_>, b: &Val<'_>) -> Option<bool> {
     match (c, a, b) {
-        (CmpOp::Eq, Val::Str(x), Val::Str(y)) => Some(x == y),
-        (CmpOp::Ne, Val::Str(x), Val::Str(y)) => Some(x != y),
+        (CmpOp::Eq, Val::Str(x), Val::Str(y)) => Some(same_bytes(x.as_bytes(), y.as_bytes())),
+        (CmpOp::Ne, Val::Str(x), Val::Str(y)) => Some(!same_bytes(x.as_bytes(), y.as_bytes())),
         (_, Val::Float(x), Val::Float(y)) => x.partial_cmp(y).map(|o| c.test(o)),
         _ => compare(a, b).map(|o| c.test(o)),
     }

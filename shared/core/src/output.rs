@@ -452,26 +452,14 @@ fn write_val(buf: &mut Vec<u8>, v: &Val<'_>) {
     }
 }
 
-/// Appends `i` in decimal, as `format!("{i}")`.
+/// Appends `i` in decimal, as `format!("{i}")`: one or two digits (most counts) here,
+/// longer numbers by `itoa`.
+#[inline]
 pub(crate) fn write_int(buf: &mut Vec<u8>, i: i64) {
-    if i < 0 {
-        buf.push(b'-');
-    }
-    let mut n = i.unsigned_abs();
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // A few bytes pushed one by one: cheaper than a call to `memcpy`.
-    buf.reserve(digits.len() - at);
-    for &d in &digits[at..] {
-        buf.push(d);
+    match i {
+        0..=9 => buf.push(b'0' + i as u8),
+        10..=99 => buf.extend_from_slice(&[b'0' + (i / 10) as u8, b'0' + (i % 10) as u8]),
+        _ => buf.extend_from_slice(itoa::Buffer::new().format(i).as_bytes()),
     }
 }
 

@@ -264,14 +264,24 @@ pub struct TimeParser {
 }
 
 impl TimeParser {
-    /// Parses one raw field: RFC 3339 straight from the bytes, remembering its date in
-    /// `days` (the rows of a file mostly share their date); other formats as text
-    /// (`"invalid UTF-8"` when it is not). The error is a short reason.
-    pub fn parse_bytes(&self, b: &[u8], days: &mut DayCache) -> Result<i64, &'static str> {
-        match &self.format {
-            TimeFormat::Rfc3339 => self.rfc3339(b.trim_ascii(), days),
-            _ => self.parse(std::str::from_utf8(b).map_err(|_| "invalid UTF-8")?),
+    /// Parses one raw field: RFC 3339 straight from the bytes, other formats as text
+    /// (`"invalid UTF-8"` when it is not). The field the same as the last one parsed
+    /// with `cache` is not parsed again (a file's rows often share their timestamp), nor
+    /// an RFC 3339 date the same as the last one. The error is a short reason.
+    pub fn parse_bytes(&self, b: &[u8], cache: &mut TimeCache) -> Result<i64, &'static str> {
+        let n = b.len();
+        if n == cache.len && same_bytes(b, cache.text.get(..n).unwrap_or_default()) {
+            return Ok(cache.ms);
         }
+        let ms = match &self.format {
+            TimeFormat::Rfc3339 => self.rfc3339(b.trim_ascii(), &mut cache.day),
+            _ => self.parse(std::str::from_utf8(b).map_err(|_| "invalid UTF-8")?),
+        }?;
+        if let Some(text) = cache.text.get_mut(..n) {
+            text.copy_from_slice(b);
+            (cache.len, cache.ms) = (n, ms);
+        }
+        Ok(ms)
     }
 
     fn rfc3339(&self, b: &[u8], days: &mut DayCache) -> Result<i64, &'static str> {
@@ -382,9 +392,63 @@ fn days_in_month(y: i64, m: u32) -> u32 {
     }
 }
 
+/// Longest timestamp field [`TimeCache`] remembers.
+const MEMO_BYTES: usize = 32;
+
+/// What [`TimeParser::parse_bytes`] remembers of the fields it parsed: the last one (its
+/// text and value) and the last RFC 3339 date.
+#[derive(Clone, Copy, Debug)]
+pub struct TimeCache {
+    day: DayCache,
+    /// The last field parsed is `text[..len]` (none when `len` is past `text`).
+    text: [u8; MEMO_BYTES],
+    len: usize,
+    ms: i64,
+}
+
+impl Default for TimeCache {
+    fn default() -> Self {
+        TimeCache {
+            day: DayCache::default(),
+            text: [0; MEMO_BYTES],
+            len: MEMO_BYTES + 1,
+            ms: 0,
+        }
+    }
+}
+
+/// Whether `a` and `b` are equal; those of 4 to 32 bytes compare as overlapping words,
+/// without a call to `memcmp` (timestamps, country codes, ids).
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| -> u64 {
+        s.get(at..at + 8)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let half = |s: &[u8], at: usize| -> u32 {
+        s.get(at..at + 4)
+            .and_then(|w| w.try_into().ok())
+            .map_or(0, u32::from_le_bytes)
+    };
+    match n {
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, n - 4) == half(b, n - 4),
+        8..=16 => word(a, 0) == word(b, 0) && word(a, n - 8) == word(b, n - 8),
+        17..=32 => [0, 8, n - 16, n - 8]
+            .iter()
+            .all(|&at| word(a, at) == word(b, at)),
+        _ => a == b,
+    }
+}
+
 /// The date of the last RFC 3339 timestamp parsed, and its day number.
 #[derive(Clone, Copy, Debug)]
-pub struct DayCache {
+struct DayCache {
     /// `YYYY-MM-DD`: always a valid date (the epoch's before the first timestamp), so
     /// only a valid date can match it.
     date: [u8; 10],
@@ -713,16 +777,63 @@ mod tests {
         ];
         for tz in [None, Some("Europe/Paris")] {
             let t = p(TimeFormat::Rfc3339, tz);
-            let mut days = DayCache::default();
+            let mut cache = TimeCache::default();
             for text in texts {
-                let cached = t.parse_bytes(text.as_bytes(), &mut days);
+                let cached = t.parse_bytes(text.as_bytes(), &mut cache);
                 assert_eq!(cached, t.parse(text), "{text:?} in {tz:?}");
             }
             // A fresh cache holds a real date: bytes that are no date never match it.
-            let mut days = DayCache::default();
+            let mut cache = TimeCache::default();
             let zeros = "\0\0\0\0\0\0\0\0\0\0T00:00:00Z";
-            assert!(t.parse_bytes(zeros.as_bytes(), &mut days).is_err());
-            assert_eq!(t.parse_bytes(b"1970-01-01T00:00:01Z", &mut days), Ok(1000));
+            assert!(t.parse_bytes(zeros.as_bytes(), &mut cache).is_err());
+            assert_eq!(t.parse_bytes(b"1970-01-01T00:00:01Z", &mut cache), Ok(1000));
+        }
+    }
+
+    #[test]
+    fn same_bytes_agrees_with_slice_equality() {
+        let base: Vec<u8> = (0..40u8).map(|i| b'a' + i % 26).collect();
+        for n in 0..=40 {
+            let a = &base[..n];
+            assert!(same_bytes(a, a), "{n}");
+            assert!(
+                !same_bytes(a, &base[..n.saturating_sub(1)]) || n == 0,
+                "{n}"
+            );
+            // One byte different, wherever it is.
+            for k in 0..n {
+                let mut b = a.to_vec();
+                b[k] ^= 0x20;
+                assert!(!same_bytes(a, &b), "{n} at {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn repeated_timestamp_fields_are_remembered_not_confused() {
+        let t = p(TimeFormat::Rfc3339, None);
+        let mut cache = TimeCache::default();
+        let texts = [
+            "2026-11-20T00:10:00Z",
+            "2026-11-20T00:10:00Z",
+            "2026-11-20T00:10:01Z",
+            "2026-11-20T00:10:00Z",
+            "",
+            "2026-11-20T00:10:00.123456789012345Z",
+            "2026-11-20T00:10:00.123456789012345Z",
+            "2026-11-20T00:10:00.123456789012346Z",
+            "2026-11-20Tjunk",
+            "2026-11-20Tjunk",
+            "2026-11-20T00:10:00Z",
+        ];
+        for text in texts {
+            let got = t.parse_bytes(text.as_bytes(), &mut cache);
+            assert_eq!(got, t.parse(text), "{text:?}");
+        }
+        let e = p(TimeFormat::EpochS, None);
+        let mut cache = TimeCache::default();
+        for text in ["", "1795133400", "1795133400", "1795133401", "x", "x"] {
+            assert_eq!(e.parse_bytes(text.as_bytes(), &mut cache), e.parse(text));
         }
     }
 
