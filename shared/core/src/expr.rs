@@ -257,6 +257,39 @@ pub struct Expr {
     ty: Type,
     /// Slots the expression reads (sorted, deduplicated).
     slots: Vec<usize>,
+    /// The condition's shape, when it is one [`Expr::matches`] tests without walking
+    /// `node`.
+    shape: Shape,
+}
+
+/// Conditions of the most common shapes, tested straight from the row (each gives what
+/// the tree gives: a value of another kind than the one expected is compared the general
+/// way).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Shape {
+    /// Any other expression.
+    Tree,
+    /// `column c literal`, the literal a float: `amount > 5000`.
+    ColumnFloat(CmpOp, usize, f64),
+    /// `column == column` (`equal`) or `column != column`: `country != home_country`.
+    ColumnsEqual { equal: bool, a: usize, b: usize },
+}
+
+impl Shape {
+    fn of(node: &Node) -> Shape {
+        let Node::Cmp(c, a, b) = node else {
+            return Shape::Tree;
+        };
+        match (c, &**a, &**b) {
+            (_, Node::Col(i), Node::Lit(Lit::Float(x))) => Shape::ColumnFloat(*c, *i, *x),
+            (CmpOp::Eq | CmpOp::Ne, Node::Col(i), Node::Col(j)) => Shape::ColumnsEqual {
+                equal: *c == CmpOp::Eq,
+                a: *i,
+                b: *j,
+            },
+            _ => Shape::Tree,
+        }
+    }
 }
 
 impl Expr {
@@ -286,7 +319,13 @@ impl Expr {
         .compile(ast)?;
         slots.sort_unstable();
         slots.dedup();
-        Ok(Expr { node, ty, slots })
+        let shape = Shape::of(&node);
+        Ok(Expr {
+            node,
+            ty,
+            slots,
+            shape,
+        })
     }
 
     /// Compiles a condition: the expression must be bool.
@@ -335,6 +374,21 @@ impl Expr {
     /// Evaluates a condition: true only when the result is `true`.
     #[inline]
     pub fn matches(&self, row: &[Val<'_>]) -> bool {
+        match self.shape {
+            Shape::ColumnFloat(c, i, y) => {
+                return match column(row, i) {
+                    Val::Float(x) => x.partial_cmp(&y).is_some_and(|o| c.test(o)),
+                    v => holds(c, v, &Val::Float(y)),
+                }
+            }
+            Shape::ColumnsEqual { equal, a, b } => {
+                return match (column(row, a), column(row, b)) {
+                    (Val::Str(x), Val::Str(y)) => same_bytes(x.as_bytes(), y.as_bytes()) == equal,
+                    (x, y) => holds(if equal { CmpOp::Eq } else { CmpOp::Ne }, x, y),
+                }
+            }
+            Shape::Tree => {}
+        }
         match &self.node {
             // The common conditions, without building a value.
             Node::Cmp(c, a, b) => match (&**a, &**b) {
