@@ -262,17 +262,16 @@ pub struct Expr {
     shape: Shape,
 }
 
-/// Conditions of the most common shapes, tested straight from the row (each gives what
-/// the tree gives: a value of another kind than the one expected is compared the general
-/// way).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The shape of a condition that [`Expr::matches`] tests straight from the row, without
+/// building a value (each gives what the tree gives).
+#[derive(Clone, Debug, PartialEq)]
 enum Shape {
-    /// Any other expression.
+    /// Any other expression: evaluated.
     Tree,
-    /// `column c literal`, the literal a float: `amount > 5000`.
-    ColumnFloat(CmpOp, usize, f64),
-    /// `column == column` (`equal`) or `column != column`: `country != home_country`.
-    ColumnsEqual { equal: bool, a: usize, b: usize },
+    /// `column c literal`: `amount > 5000`.
+    ColumnLiteral(CmpOp, usize, Lit),
+    /// `column c column`: `country != home_country`.
+    Columns(CmpOp, usize, usize),
 }
 
 impl Shape {
@@ -280,13 +279,9 @@ impl Shape {
         let Node::Cmp(c, a, b) = node else {
             return Shape::Tree;
         };
-        match (c, &**a, &**b) {
-            (_, Node::Col(i), Node::Lit(Lit::Float(x))) => Shape::ColumnFloat(*c, *i, *x),
-            (CmpOp::Eq | CmpOp::Ne, Node::Col(i), Node::Col(j)) => Shape::ColumnsEqual {
-                equal: *c == CmpOp::Eq,
-                a: *i,
-                b: *j,
-            },
+        match (&**a, &**b) {
+            (Node::Col(i), Node::Lit(l)) => Shape::ColumnLiteral(*c, *i, l.clone()),
+            (Node::Col(i), Node::Col(j)) => Shape::Columns(*c, *i, *j),
             _ => Shape::Tree,
         }
     }
@@ -374,29 +369,21 @@ impl Expr {
     /// Evaluates a condition: true only when the result is `true`.
     #[inline]
     pub fn matches(&self, row: &[Val<'_>]) -> bool {
-        match self.shape {
-            Shape::ColumnFloat(c, i, y) => {
-                return match column(row, i) {
-                    Val::Float(x) => x.partial_cmp(&y).is_some_and(|o| c.test(o)),
-                    v => holds(c, v, &Val::Float(y)),
-                }
-            }
-            Shape::ColumnsEqual { equal, a, b } => {
-                return match (column(row, a), column(row, b)) {
-                    (Val::Str(x), Val::Str(y)) => same_bytes(x.as_bytes(), y.as_bytes()) == equal,
-                    (x, y) => holds(if equal { CmpOp::Eq } else { CmpOp::Ne }, x, y),
-                }
-            }
-            Shape::Tree => {}
-        }
-        match &self.node {
-            // The common conditions, without building a value.
-            Node::Cmp(c, a, b) => match (&**a, &**b) {
-                (Node::Col(i), Node::Col(j)) => holds(*c, column(row, *i), column(row, *j)),
-                (Node::Col(i), Node::Lit(l)) => holds(*c, column(row, *i), &l.val()),
-                _ => eval(&self.node, row).is_true(),
+        match &self.shape {
+            // Floats against a literal and strings for (in)equality, the commonest, on
+            // their own paths; any other kind of value the general way.
+            &Shape::ColumnLiteral(c, i, Lit::Float(y)) => match column(row, i) {
+                Val::Float(x) => x.partial_cmp(&y).is_some_and(|o| c.test(o)),
+                v => holds(c, v, &Val::Float(y)),
             },
-            node => eval(node, row).is_true(),
+            Shape::ColumnLiteral(c, i, l) => holds(*c, column(row, *i), &l.val()),
+            &Shape::Columns(c, i, j) => match (c, column(row, i), column(row, j)) {
+                (CmpOp::Eq | CmpOp::Ne, Val::Str(x), Val::Str(y)) => {
+                    same_bytes(x.as_bytes(), y.as_bytes()) == (c == CmpOp::Eq)
+                }
+                (_, x, y) => holds(c, x, y),
+            },
+            Shape::Tree => eval(&self.node, row).is_true(),
         }
     }
 }
